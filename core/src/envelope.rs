@@ -1,0 +1,140 @@
+//! What the store keeps: the [`Envelope`] around every stored event, the [`NewEvent`]
+//! handed to [`EventStore::append`](crate::EventStore::append), and their [`Metadata`].
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A stored event: the payload plus everything the store recorded about it.
+///
+/// Envelopes are immutable facts. `stream_version` counts from 1 within a stream;
+/// `global_position` counts from 1 across the whole store and only grows.
+///
+/// ```
+/// # use annals::Envelope;
+/// fn describe(e: &Envelope) -> String {
+///     format!("{}@{} #{}: {} v{}", e.stream_id, e.stream_version, e.global_position, e.event_type, e.event_version)
+/// }
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Unique id of this event (UUID v7 when created by annals, so ids sort by creation time).
+    pub event_id: Uuid,
+    /// The stream the event belongs to, e.g. `cart-42`.
+    pub stream_id: String,
+    /// Position of the event inside its stream, starting at 1.
+    pub stream_version: u64,
+    /// Position of the event in the whole store, starting at 1.
+    pub global_position: u64,
+    /// When the store recorded the event.
+    pub recorded_at: DateTime<Utc>,
+    /// The event's stable name (`#[event(name = "...")]`), not its Rust type name.
+    pub event_type: String,
+    /// The schema version of the payload (`#[event(version = N)]`).
+    pub event_version: u32,
+    /// The event itself, as JSON.
+    pub payload: serde_json::Value,
+    /// Correlation, causation and free-form keys.
+    pub metadata: Metadata,
+}
+
+/// An event about to be appended: the store assigns its version, position and time.
+///
+/// [`Repository`](crate::Repository) builds these from a command's decision; adapters
+/// and low-level code can build them with [`NewEvent::new`].
+///
+/// ```
+/// # use annals::NewEvent;
+/// let e = NewEvent::new("cart.item_added", 1, serde_json::json!({"sku": "tea"}));
+/// assert_eq!(e.event_type, "cart.item_added");
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// Unique id; appending the same id twice to the same stream position is a no-op.
+    pub event_id: Uuid,
+    /// The event's stable name.
+    pub event_type: String,
+    /// The payload's schema version.
+    pub event_version: u32,
+    /// The payload as JSON.
+    pub payload: serde_json::Value,
+    /// Correlation, causation and free-form keys.
+    pub metadata: Metadata,
+}
+
+impl NewEvent {
+    /// A new event with a fresh UUID v7 id and empty metadata.
+    pub fn new(event_type: impl Into<String>, event_version: u32, payload: serde_json::Value) -> Self {
+        NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: event_type.into(),
+            event_version,
+            payload,
+            metadata: Metadata::default(),
+        }
+    }
+
+    /// The same event with the given metadata.
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+}
+
+/// Metadata carried by every event.
+///
+/// `correlation_id` ties together everything one request caused; `causation_id` names
+/// the message (command or event) that directly caused this event. `extra` holds the
+/// user's own keys: user id, tenant, request id.
+///
+/// ```
+/// # use annals::Metadata;
+/// let meta = Metadata::default()
+///     .correlation_id(uuid::Uuid::now_v7())
+///     .with("user_id", "u-17");
+/// assert_eq!(meta.extra["user_id"], "u-17");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Id shared by all messages of one business transaction or request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+    /// Id of the message that directly caused this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    /// Free-form keys.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl Metadata {
+    /// Sets the correlation id.
+    pub fn correlation_id(mut self, id: Uuid) -> Self {
+        self.correlation_id = Some(id);
+        self
+    }
+
+    /// Sets the causation id.
+    pub fn causation_id(mut self, id: Uuid) -> Self {
+        self.causation_id = Some(id);
+        self
+    }
+
+    /// Adds a free-form key.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+
+    /// Metadata for events caused by `cause`: same correlation id (or the cause's id when
+    /// it had none), and the cause's event id as causation id.
+    pub fn caused_by(cause: &Envelope) -> Self {
+        Metadata {
+            correlation_id: Some(cause.metadata.correlation_id.unwrap_or(cause.event_id)),
+            causation_id: Some(cause.event_id),
+            extra: BTreeMap::new(),
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Command execution: load an aggregate, decide, append with optimistic concurrency,
+//! retry on conflict.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+
+use crate::aggregate::{Aggregate, Handle};
+use crate::envelope::{Envelope, Metadata, NewEvent};
+use crate::event::{DecodeError, EventSet};
+use crate::store::{EventStore, ExpectedVersion, StoreError, VersionRange};
+
+/// An aggregate's state and the stream version it reflects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded<A> {
+    /// The state after applying every loaded event.
+    pub state: A,
+    /// The version of the last applied event (0 for a new aggregate).
+    pub version: u64,
+}
+
+/// The outcome of a successful command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed<A> {
+    /// The aggregate's state after the new events.
+    pub state: A,
+    /// The stream version after the new events.
+    pub version: u64,
+    /// The stored new events; empty when the command decided nothing needed to change.
+    pub events: Vec<Envelope>,
+    /// How many times the command was decided (1 unless it met a conflict).
+    pub attempts: u32,
+}
+
+/// How [`Repository::execute`] retries after a concurrency conflict.
+///
+/// On a conflict the repository reloads the aggregate and decides the command again
+/// against the new state, waiting a random time up to `backoff × 2^(attempt-1)` (capped
+/// at `max_backoff`) between attempts, so competing writers spread out.
+///
+/// ```
+/// # use annals::RetryPolicy;
+/// # use std::time::Duration;
+/// let policy = RetryPolicy { max_attempts: 10, ..RetryPolicy::default() };
+/// assert_eq!(RetryPolicy::never().max_attempts, 1);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// How many times to decide at most (1 = never retry).
+    pub max_attempts: u32,
+    /// The base of the exponential back-off.
+    pub backoff: Duration,
+    /// The longest single wait.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 5 attempts, back-off from 1 ms up to 50 ms.
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 5, backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(50) }
+    }
+}
+
+impl RetryPolicy {
+    /// Decide once; report a conflict instead of retrying.
+    pub fn never() -> Self {
+        RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }
+    }
+
+    fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self.backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(self.max_backoff);
+        ceiling.mul_f64(fastrand::f64())
+    }
+}
+
+/// Loading an aggregate failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored event could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// Executing a command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecuteError<E> {
+    /// The aggregate rejected the command with its domain error.
+    #[error("command rejected: {0}")]
+    Rejected(E),
+    /// Every attempt met a concurrent writer.
+    #[error(
+        "stream `{stream}` kept changing under the command: gave up after {attempts} attempts; \
+         retry later or raise RetryPolicy::max_attempts"
+    )]
+    Conflict {
+        /// The contended stream.
+        stream: String,
+        /// How many times the command was decided.
+        attempts: u32,
+    },
+    /// A new event could not be serialized.
+    #[error("event `{event_type}` for stream `{stream}` does not serialize to JSON: {source}")]
+    Encode {
+        /// The stream.
+        stream: String,
+        /// The event's stored name.
+        event_type: &'static str,
+        /// What serde reported.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Loading the aggregate failed.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Appending failed for a reason other than a conflict.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl<E> ExecuteError<E> {
+    /// The domain error, if the aggregate rejected the command.
+    pub fn rejection(&self) -> Option<&E> {
+        match self {
+            ExecuteError::Rejected(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Loads aggregates of type `A` from store `S` and executes commands on them.
+///
+/// Aggregate ids are mapped to streams as `{A::NAME}-{id}`, so a cart and an order may
+/// share an id. Each command costs two store round trips: read the stream, append.
+///
+/// ```
+/// # use annals::prelude::*;
+/// # use annals_memory::MemoryStore;
+/// # #[derive(Event, serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+/// # pub struct Noted { text: String }
+/// # pub struct Note { text: String }
+/// # #[derive(Aggregate, Default)]
+/// # #[aggregate(events(Noted), commands(Note))]
+/// # pub struct Notebook { notes: Vec<String> }
+/// # impl Apply<Noted> for Notebook { fn apply(&mut self, e: Noted) { self.notes.push(e.text) } }
+/// # impl Handle<Note> for Notebook {
+/// #     fn handle(&self, c: &Note) -> Decision<Self> { Ok(Noted { text: c.text.clone() }.into()) }
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let notebooks = Repository::<Notebook, _>::new(MemoryStore::new())
+///     .with_retry(RetryPolicy { max_attempts: 10, ..Default::default() });
+/// let done = notebooks.execute("n1", Note { text: "hello".into() }).await?;
+/// assert_eq!(done.version, 1);
+/// assert_eq!(done.events[0].stream_id, "notebook-n1");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// # use annals::RetryPolicy;
+/// ```
+pub struct Repository<A, S> {
+    store: S,
+    retry: RetryPolicy,
+    aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A, S: Clone> Clone for Repository<A, S> {
+    fn clone(&self) -> Self {
+        Repository { store: self.store.clone(), retry: self.retry, aggregate: PhantomData }
+    }
+}
+
+impl<A: Aggregate, S: EventStore> Repository<A, S> {
+    /// A repository over `store` with the default [`RetryPolicy`].
+    pub fn new(store: S) -> Self {
+        Repository { store, retry: RetryPolicy::default(), aggregate: PhantomData }
+    }
+
+    /// The same repository with another retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Loads the current state of aggregate `id`.
+    pub async fn load(&self, id: &str) -> Result<Loaded<A>, LoadError> {
+        self.load_stream(&A::stream_id(id), VersionRange::ALL).await
+    }
+
+    /// Loads aggregate `id` as it was at stream `version` (time travel): only events up
+    /// to and including `version` are applied.
+    pub async fn load_at_version(&self, id: &str, version: u64) -> Result<Loaded<A>, LoadError> {
+        self.load_stream(&A::stream_id(id), (..=version).into()).await
+    }
+
+    /// Every stored event of aggregate `id`, oldest first: its audit trail.
+    pub async fn history(&self, id: &str) -> Result<Vec<Envelope>, StoreError> {
+        let stream = A::stream_id(id);
+        self.store.read_stream(&stream, VersionRange::ALL).try_collect().await
+    }
+
+    async fn load_stream(&self, stream: &str, versions: VersionRange) -> Result<Loaded<A>, LoadError> {
+        let mut loaded = Loaded { state: A::default(), version: 0 };
+        let mut events = self.store.read_stream(stream, versions);
+        while let Some(envelope) = events.try_next().await? {
+            let event = A::Event::decode(&envelope)?;
+            loaded.state.apply_event(event);
+            loaded.version = envelope.stream_version;
+        }
+        Ok(loaded)
+    }
+
+    /// Executes `command` on aggregate `id`: loads it, decides, and appends the new
+    /// events expecting the loaded version. On a conflict it reloads and decides again,
+    /// as the [`RetryPolicy`] allows.
+    pub async fn execute<C>(&self, id: &str, command: C) -> Result<Committed<A>, ExecuteError<A::Error>>
+    where
+        A: Handle<C>,
+    {
+        self.execute_with(id, command, Metadata::default()).await
+    }
+
+    /// Like [`execute`](Self::execute), stamping `metadata` (correlation and causation
+    /// ids, user keys) on every new event.
+    pub async fn execute_with<C>(
+        &self,
+        id: &str,
+        command: C,
+        metadata: Metadata,
+    ) -> Result<Committed<A>, ExecuteError<A::Error>>
+    where
+        A: Handle<C>,
+    {
+        let stream = A::stream_id(id);
+        let max_attempts = self.retry.max_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Loaded { mut state, version } = self.load_stream(&stream, VersionRange::ALL).await?;
+            let decided = state.handle(&command).map_err(ExecuteError::Rejected)?;
+            if decided.is_empty() {
+                return Ok(Committed { state, version, events: Vec::new(), attempts: attempt });
+            }
+            let new_events = encode(&stream, &decided, &metadata)?;
+            match self.store.append(&stream, ExpectedVersion::Exact(version), new_events).await {
+                Ok(events) => {
+                    for event in decided {
+                        state.apply_event(event);
+                    }
+                    let version = events.last().map_or(version, |e| e.stream_version);
+                    return Ok(Committed { state, version, events, attempts: attempt });
+                }
+                Err(e) if e.is_conflict() => {
+                    if attempt >= max_attempts {
+                        return Err(ExecuteError::Conflict { stream, attempts: attempt });
+                    }
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                }
+                Err(e) => return Err(ExecuteError::Store(e)),
+            }
+        }
+    }
+}
+
+fn encode<E: EventSet, Err>(
+    stream: &str,
+    events: &[E],
+    metadata: &Metadata,
+) -> Result<Vec<NewEvent>, ExecuteError<Err>> {
+    events
+        .iter()
+        .map(|event| {
+            let payload = event.to_payload().map_err(|source| ExecuteError::Encode {
+                stream: stream.to_owned(),
+                event_type: event.event_type(),
+                source,
+            })?;
+            Ok(NewEvent::new(event.event_type(), event.event_version(), payload).with_metadata(metadata.clone()))
+        })
+        .collect()
+}

@@ -1,0 +1,88 @@
+//! The shopping-cart story on the embedded in-memory store: commands in, events appended,
+//! a rejected command, the current state, the audit trail, and the state as of an earlier
+//! version.
+//!
+//! Run it with `cargo run -p shopping-cart`.
+
+use annals::{Committed, ExecuteError, Repository};
+use annals_memory::MemoryStore;
+use shopping_cart::{AddItem, Cart, CartError, Checkout, RemoveItem};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let store = MemoryStore::new();
+    let carts = Repository::<Cart, _>::new(store.clone());
+    let cart_id = "42";
+
+    println!("== Commands in, events out (cart {cart_id}, stream `cart-{cart_id}`)");
+    report("add 2 × tea", carts.execute(cart_id, AddItem { sku: "tea".into(), qty: 2, unit_price_cents: 450 }).await)?;
+    report("add 1 × mug", carts.execute(cart_id, AddItem { sku: "mug".into(), qty: 1, unit_price_cents: 1200 }).await)?;
+    report("remove 1 × tea", carts.execute(cart_id, RemoveItem { sku: "tea".into(), qty: 1 }).await)?;
+
+    println!("\n== Commands the cart refuses, and one it accepts");
+    report("remove 5 × mug", carts.execute(cart_id, RemoveItem { sku: "mug".into(), qty: 5 }).await)?;
+    report("checkout", carts.execute(cart_id, Checkout).await)?;
+    report("add 1 × tea", carts.execute(cart_id, AddItem { sku: "tea".into(), qty: 1, unit_price_cents: 450 }).await)?;
+
+    println!("\n== Current state, rebuilt from the events");
+    let cart = carts.load(cart_id).await?;
+    println!(
+        "version {}: {} line(s), total {} cents, checked out: {}",
+        cart.version,
+        cart.state.items.len(),
+        cart.state.total_cents(),
+        cart.state.checked_out
+    );
+    for (sku, line) in &cart.state.items {
+        println!("  {sku:<5} × {} at {} cents", line.qty, line.unit_price_cents);
+    }
+
+    println!("\n== History: the audit trail of stream `cart-{cart_id}`");
+    for e in carts.history(cart_id).await? {
+        println!(
+            "  v{} #{} {} {:<18} {}",
+            e.stream_version,
+            e.global_position,
+            e.recorded_at.format("%H:%M:%S%.3f"),
+            e.event_type,
+            e.payload
+        );
+    }
+
+    println!("\n== Time travel: the cart as of version 2");
+    let then = carts.load_at_version(cart_id, 2).await?;
+    println!(
+        "version {}: total {} cents, checked out: {}",
+        then.version,
+        then.state.total_cents(),
+        then.state.checked_out
+    );
+    for (sku, line) in &then.state.items {
+        println!("  {sku:<5} × {} at {} cents", line.qty, line.unit_price_cents);
+    }
+    Ok(())
+}
+
+/// Prints what became of a command: its events, or the domain error that rejected it.
+/// Failures other than a rejection (the store, decoding) end the story.
+fn report(
+    what: &str,
+    outcome: Result<Committed<Cart>, ExecuteError<CartError>>,
+) -> Result<(), ExecuteError<CartError>> {
+    match outcome {
+        Ok(done) => {
+            for e in &done.events {
+                println!(
+                    "{what:<16} -> {} {} (stream version {}, global position {})",
+                    e.event_type, e.payload, e.stream_version, e.global_position
+                );
+            }
+            Ok(())
+        }
+        Err(ExecuteError::Rejected(error)) => {
+            println!("{what:<16} -> rejected: {error}");
+            Ok(())
+        }
+        Err(other) => Err(other),
+    }
+}

@@ -1,0 +1,42 @@
+//! The derive macros of [annals](https://docs.rs/annals): `#[derive(Event)]` and
+//! `#[derive(Aggregate)]`.
+//!
+//! Use them through the `annals` crate (`use annals::prelude::*;`), which documents their
+//! attributes; the generated code refers to `::annals` and its hidden `__private` module.
+//!
+//! This file only routes. Each derive is one pipeline: the attributes are parsed with every
+//! mistake collected ([`errors::Errors`]), then checked, then expanded:
+//! - [`event`]: `#[derive(Event)]` with `#[event(name = "...", version = N)]`;
+//! - [`aggregate`]: `#[derive(Aggregate)]` with `#[aggregate(events(...), ...)]`.
+//!
+//! Attribute names live in [`symbol`], the shared parsing of `key = value` and `key(...)`
+//! in [`meta`].
+
+mod aggregate;
+mod errors;
+mod event;
+mod meta;
+mod symbol;
+
+use proc_macro::TokenStream;
+use syn::{parse_macro_input, DeriveInput};
+
+/// Derives `annals::Event` for a struct or enum.
+///
+/// `#[event(name = "cart.item_added", version = 1)]`: `name` is the stable stored name
+/// (default: the type's name), `version` the payload schema version (default: 1).
+#[proc_macro_derive(Event, attributes(event))]
+pub fn derive_event(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    event::derive(&input).into()
+}
+
+/// Derives `annals::Aggregate` and generates the aggregate's event and command enums.
+///
+/// `#[aggregate(name = "cart", events(ItemAdded), commands(AddItem), error = CartError,
+/// event_enum = CartEvent, command_enum = CartCommand)]`; only `events` is required.
+#[proc_macro_derive(Aggregate, attributes(aggregate))]
+pub fn derive_aggregate(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    aggregate::derive(&input).into()
+}

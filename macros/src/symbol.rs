@@ -1,0 +1,51 @@
+//! Every attribute and key the derives accept, in one place.
+
+use std::fmt;
+
+/// The name of an attribute or of a key inside one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Symbol(&'static str);
+
+// #[event(name = "cart.item_added", version = 2)]
+pub(crate) const EVENT: Symbol = Symbol("event");
+pub(crate) const NAME: Symbol = Symbol("name");
+pub(crate) const VERSION: Symbol = Symbol("version");
+
+/// The keys of `#[event(...)]`, in the order the error messages list them.
+pub(crate) const EVENT_KEYS: &[Symbol] = &[NAME, VERSION];
+
+// #[aggregate(name = "cart", events(ItemAdded), commands(AddItem), error = CartError,
+//             event_enum = CartEvent, command_enum = CartCommand)]
+pub(crate) const AGGREGATE: Symbol = Symbol("aggregate");
+pub(crate) const EVENTS: Symbol = Symbol("events");
+pub(crate) const COMMANDS: Symbol = Symbol("commands");
+pub(crate) const ERROR: Symbol = Symbol("error");
+pub(crate) const EVENT_ENUM: Symbol = Symbol("event_enum");
+pub(crate) const COMMAND_ENUM: Symbol = Symbol("command_enum");
+
+/// The keys of `#[aggregate(...)]`, in the order the error messages list them.
+pub(crate) const AGGREGATE_KEYS: &[Symbol] = &[NAME, EVENTS, COMMANDS, ERROR, EVENT_ENUM, COMMAND_ENUM];
+
+impl Symbol {
+    /// The name as written in source.
+    pub(crate) fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl PartialEq<Symbol> for syn::Path {
+    fn eq(&self, symbol: &Symbol) -> bool {
+        self.is_ident(symbol.0)
+    }
+}
+
+/// "`a`, `b`, `c`": the accepted keys, for "expected one of ..." messages.
+pub(crate) fn list(symbols: &[Symbol]) -> String {
+    symbols.iter().map(|symbol| format!("`{symbol}`")).collect::<Vec<_>>().join(", ")
+}

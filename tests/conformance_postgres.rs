@@ -1,0 +1,214 @@
+//! The store conformance suite and PostgreSQL-specific behaviour, against a real server.
+//!
+//! The server is `DATABASE_URL` when set, otherwise a throwaway server started from the
+//! machine's PostgreSQL binaries (see `annals_postgres::testing`). Each test works in a
+//! schema of its own, so tests run in parallel. Without a server the tests fail.
+
+use std::time::Duration;
+
+use annals::{
+    DecodeError, EventStore, ExpectedVersion, LoadError, Metadata, NewEvent, Repository, StoreError, VersionRange,
+};
+use annals_postgres::sqlx;
+use annals_postgres::testing::fresh_store;
+use annals_postgres::{PostgresStore, SchemaName};
+use futures::TryStreamExt;
+use serde_json::json;
+use shopping_cart::{AddItem, Cart};
+
+annals::conformance_tests!(async { fresh_store().await.expect("a PostgreSQL store in a fresh schema") });
+
+async fn store() -> PostgresStore {
+    fresh_store().await.expect("a PostgreSQL store in a fresh schema")
+}
+
+fn events_table(store: &PostgresStore) -> String {
+    format!("{}.events", store.schema().quoted())
+}
+
+#[test]
+fn schema_names_are_validated() {
+    for bad in ["x; drop", "x\"; DROP SCHEMA annals CASCADE; --", "Upper", "9lives", "with space", "pg_toast", ""] {
+        let error = SchemaName::new(bad).expect_err(bad);
+        assert_eq!(error.name, bad);
+        assert!(error.to_string().contains("invalid PostgreSQL schema name"), "{error}");
+    }
+    assert_eq!("tenant_7".parse::<SchemaName>().unwrap().quoted(), "\"tenant_7\"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_is_idempotent_and_recorded() {
+    let store = store().await;
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    let versions: Vec<i32> = sqlx::query_scalar(&format!(
+        "SELECT version FROM {}.annals_migrations ORDER BY version",
+        store.schema().quoted()
+    ))
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let known: Vec<i32> = annals_postgres::migrations().iter().map(|m| m.version).collect();
+    assert_eq!(versions, known);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_are_isolated() {
+    let a = store().await;
+    let b = store().await;
+    a.append("s", ExpectedVersion::NoStream, vec![NewEvent::new("e", 1, json!({}))]).await.unwrap();
+    assert_eq!(b.stream_version("s").await.unwrap(), 0);
+    assert_eq!(b.head_position().await.unwrap(), 0);
+    assert_eq!(a.head_position().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_that_does_not_match_the_event_type_loads_as_a_decode_error() {
+    let store = store().await;
+    sqlx::query(&format!(
+        "INSERT INTO {} (stream_id, stream_version, event_type, event_version, payload, event_id) \
+         VALUES ($1, 1, 'cart.item_added', 1, '{{\"sku\": 5}}', gen_random_uuid())",
+        events_table(&store)
+    ))
+    .bind("cart-bad")
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let carts = Repository::<Cart, _>::new(store);
+    match carts.load("bad").await {
+        Err(LoadError::Decode(DecodeError::Payload { stream, version, event_type, event_version, .. })) => {
+            assert_eq!(
+                (stream.as_str(), version, event_type.as_str(), event_version),
+                ("cart-bad", 1, "cart.item_added", 1)
+            );
+        }
+        other => panic!("expected a payload decode error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_characters_in_events_are_a_typed_error_and_nothing_is_written() {
+    let store = store().await;
+    let in_payload = NewEvent::new("e", 1, json!({ "text": "a\u{0}b" }));
+    let in_nested_key = NewEvent::new("e", 1, json!({ "list": [{ "k\u{0}": 1 }] }));
+    let in_metadata = NewEvent::new("e", 1, json!({})).with_metadata(Metadata::default().with("user", "u\u{0}"));
+    let in_type = NewEvent::new("e\u{0}", 1, json!({}));
+    for event in [in_payload, in_nested_key, in_metadata, in_type] {
+        let fine = NewEvent::new("e", 1, json!({ "ok": true }));
+        match store.append("nul", ExpectedVersion::Any, vec![fine, event]).await {
+            Err(error @ StoreError::Backend { .. }) => {
+                let message = error.to_string();
+                assert!(message.contains("NUL") && message.contains("stream `nul`"), "{message}");
+                assert!(!error.is_transient());
+            }
+            other => panic!("expected a backend error about NUL, got {other:?}"),
+        }
+    }
+    assert_eq!(store.head_position().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_with_an_invalid_version_is_a_backend_error_naming_stream_and_version() {
+    let store = store().await;
+    let table = events_table(&store);
+    sqlx::query(&format!("ALTER TABLE {table} DROP CONSTRAINT events_stream_version_positive"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO {table} (stream_id, stream_version, event_type, event_version, payload, event_id) \
+         VALUES ('broken', -3, 'e', 1, '{{}}', gen_random_uuid())"
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let read_all: Result<Vec<_>, _> = store.read_all(0, 10).try_collect().await;
+    let version = store.stream_version("broken").await.map(|v| vec![v]);
+    for result in [read_all.map(|all| all.iter().map(|e| e.stream_version).collect()), version] {
+        match result {
+            Err(error @ StoreError::Backend { .. }) => {
+                let message = error.to_string();
+                assert!(message.contains("`broken`") && message.contains("-3"), "{message}");
+            }
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlation_and_causation_ids_are_indexed_columns() {
+    let store = store().await;
+    let (correlation, causation) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let meta = Metadata::default().correlation_id(correlation).causation_id(causation).with("user", "u-1");
+    store
+        .append("c", ExpectedVersion::NoStream, vec![NewEvent::new("e", 1, json!({})).with_metadata(meta)])
+        .await
+        .unwrap();
+    let (found_causation, metadata): (uuid::Uuid, serde_json::Value) = sqlx::query_as(&format!(
+        "SELECT causation_id, metadata FROM {} WHERE correlation_id = $1",
+        events_table(&store)
+    ))
+    .bind(correlation)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(found_causation, causation);
+    assert_eq!(metadata, json!({ "user": "u-1" }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_with_any_version_all_land() {
+    let store = store().await;
+    let mut tasks = Vec::new();
+    for task in 0..8u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20u64 {
+                let events =
+                    vec![NewEvent::new("e", 1, json!({ "n": task * 100 + i })), NewEvent::new("e", 1, json!({}))];
+                store.append("any", ExpectedVersion::Any, events).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stored: Vec<_> = store.read_stream("any", VersionRange::ALL).try_collect().await.unwrap();
+    let versions: Vec<u64> = stored.iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, (1..=320).collect::<Vec<_>>());
+    // Each append's two events are adjacent.
+    assert!(stored.chunks(2).all(|pair| pair[0].payload.get("n").is_some() && pair[1].payload == json!({})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_commands_round_trip() {
+    let carts = Repository::<Cart, _>::new(store().await);
+    carts.execute("1", AddItem { sku: "tea".into(), qty: 2, unit_price_cents: 450 }).await.unwrap();
+    let done = carts.execute("1", AddItem { sku: "mug".into(), qty: 1, unit_price_cents: 1200 }).await.unwrap();
+    assert_eq!(done.version, 2);
+    let loaded = carts.load("1").await.unwrap();
+    assert_eq!((loaded.version, loaded.state.total_cents()), (2, 2100));
+    assert_eq!(carts.load_at_version("1", 1).await.unwrap().state.total_cents(), 900);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_refused_is_unavailable_and_transient() {
+    // Nothing listens on port 1.
+    let url = "postgres://postgres@127.0.0.1:1/test";
+    let options = PostgresStore::pool_options().acquire_timeout(Duration::from_secs(1));
+    match PostgresStore::connect_with(options, url).await {
+        Err(error @ StoreError::Unavailable { .. }) => assert!(error.is_transient()),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    let lazy = PostgresStore::pool_options().acquire_timeout(Duration::from_secs(1)).connect_lazy(url).unwrap();
+    let store = PostgresStore::new(lazy);
+    match store.stream_version("cart-1").await {
+        Err(error @ StoreError::Unavailable { .. }) => {
+            assert!(error.is_transient());
+            assert!(error.to_string().contains("stream `cart-1`"), "{error}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    let append = store.append("cart-1", ExpectedVersion::Any, vec![NewEvent::new("e", 1, json!({}))]).await;
+    assert!(append.as_ref().is_err_and(StoreError::is_transient), "{append:?}");
+}

@@ -1,0 +1,230 @@
+//! Command execution through `Repository` on the in-memory store: what lands in the
+//! store, what a rejection or a decode failure looks like, and retries under contention.
+
+use std::collections::BTreeSet;
+
+use annals::{
+    DecodeError, Envelope, EventStore, ExecuteError, ExpectedVersion, LoadError, Metadata, NewEvent, Repository,
+    RetryPolicy, StoreError, VersionRange,
+};
+use annals_memory::MemoryStore;
+use futures::TryStreamExt;
+use serde_json::json;
+use shopping_cart::{AddItem, Cart, CartError, Checkout, RemoveItem};
+
+fn add(sku: &str, qty: u32) -> AddItem {
+    AddItem { sku: sku.into(), qty, unit_price_cents: 100 }
+}
+
+async fn all_events(store: &MemoryStore) -> Vec<Envelope> {
+    store.read_all(0, 1000).try_collect().await.unwrap()
+}
+
+#[tokio::test]
+async fn execute_appends_to_the_aggregates_stream_and_returns_what_it_stored() {
+    let store = MemoryStore::new();
+    let carts = Repository::<Cart, _>::new(store.clone());
+    let first = carts.execute("7", add("tea", 2)).await.unwrap();
+    assert_eq!((first.version, first.attempts), (1, 1));
+    assert_eq!(first.events.len(), 1);
+    let e = &first.events[0];
+    assert_eq!(
+        (e.stream_id.as_str(), e.stream_version, e.event_type.as_str(), e.event_version),
+        ("cart-7", 1, "cart.item_added", 1)
+    );
+    assert_eq!(e.payload, json!({"sku": "tea", "qty": 2, "unit_price_cents": 100}));
+    assert_eq!(first.state.items["tea"].qty, 2, "the returned state includes the new event");
+
+    let second = carts.execute("7", Checkout).await.unwrap();
+    assert_eq!(second.version, 2);
+    assert_eq!(all_events(&store).await, [first.events, second.events].concat());
+    let loaded = carts.load("7").await.unwrap();
+    assert_eq!(loaded.version, 2);
+    assert_eq!(loaded.state, second.state);
+}
+
+#[tokio::test]
+async fn a_rejected_command_returns_the_domain_error_and_writes_nothing() {
+    let store = MemoryStore::new();
+    let carts = Repository::<Cart, _>::new(store.clone());
+    carts.execute("1", add("tea", 1)).await.unwrap();
+    let error = carts.execute("1", RemoveItem { sku: "tea".into(), qty: 3 }).await.unwrap_err();
+    assert_eq!(error.rejection(), Some(&CartError::NotEnough { sku: "tea".into(), held: 1, wanted: 3 }));
+    assert_eq!(error.to_string(), "command rejected: cannot remove 3 of `tea`: the cart holds 1");
+    assert_eq!(store.head_position().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn aggregates_of_one_type_live_in_separate_streams() {
+    let store = MemoryStore::new();
+    let carts = Repository::<Cart, _>::new(store.clone());
+    carts.execute("a", add("tea", 1)).await.unwrap();
+    carts.execute("b", add("mug", 1)).await.unwrap();
+    assert_eq!(carts.load("a").await.unwrap().state.items.keys().collect::<Vec<_>>(), ["tea"]);
+    assert_eq!(carts.load("b").await.unwrap().state.items.keys().collect::<Vec<_>>(), ["mug"]);
+    assert_eq!(carts.load("never-used").await.unwrap().version, 0);
+}
+
+#[tokio::test]
+async fn history_and_time_travel_show_earlier_states() {
+    let carts = Repository::<Cart, _>::new(MemoryStore::new());
+    carts.execute("t", add("tea", 1)).await.unwrap();
+    carts.execute("t", add("mug", 1)).await.unwrap();
+    carts.execute("t", RemoveItem { sku: "tea".into(), qty: 1 }).await.unwrap();
+    let history = carts.history("t").await.unwrap();
+    let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["cart.item_added", "cart.item_added", "cart.item_removed"]);
+    let at_2 = carts.load_at_version("t", 2).await.unwrap();
+    assert_eq!(at_2.version, 2);
+    assert_eq!(at_2.state.items.keys().collect::<Vec<_>>(), ["mug", "tea"]);
+    let at_0 = carts.load_at_version("t", 0).await.unwrap();
+    assert_eq!((at_0.version, at_0.state.items.len()), (0, 0));
+    assert_eq!(carts.load("t").await.unwrap().state.items.keys().collect::<Vec<_>>(), ["mug"]);
+}
+
+#[tokio::test]
+async fn command_metadata_lands_on_every_new_event() {
+    let carts = Repository::<Cart, _>::new(MemoryStore::new());
+    let correlation = uuid::Uuid::now_v7();
+    let causation = uuid::Uuid::now_v7();
+    let meta = Metadata::default().correlation_id(correlation).causation_id(causation).with("user_id", "u-1");
+    let done = carts.execute_with("m", add("tea", 1), meta.clone()).await.unwrap();
+    assert_eq!(done.events[0].metadata, meta);
+    let stored = carts.history("m").await.unwrap();
+    assert_eq!(stored[0].metadata.correlation_id, Some(correlation));
+    assert_eq!(stored[0].metadata.extra["user_id"], "u-1");
+    // Events caused by a stored event keep its correlation and name it as their cause.
+    let follow_up = Metadata::caused_by(&stored[0]);
+    assert_eq!((follow_up.correlation_id, follow_up.causation_id), (Some(correlation), Some(stored[0].event_id)));
+}
+
+#[tokio::test]
+async fn concurrent_commands_on_one_cart_all_land_with_contiguous_versions() {
+    let store = MemoryStore::new();
+    let carts =
+        Repository::<Cart, _>::new(store.clone()).with_retry(RetryPolicy { max_attempts: 1000, ..Default::default() });
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let carts = carts.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut retries = 0;
+            for i in 0..25 {
+                let done = carts.execute("hot", add(&format!("sku-{task}-{i}"), 1)).await.unwrap();
+                retries += done.attempts - 1;
+            }
+            retries
+        }));
+    }
+    let mut retries = 0;
+    for t in tasks {
+        retries += t.await.unwrap();
+    }
+    let history = carts.history("hot").await.unwrap();
+    assert_eq!(history.iter().map(|e| e.stream_version).collect::<Vec<_>>(), (1..=200).collect::<Vec<_>>());
+    let skus: BTreeSet<String> = history.iter().map(|e| e.payload["sku"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(skus.len(), 200, "every command landed exactly once ({retries} retries)");
+    assert_eq!(carts.load("hot").await.unwrap().state.items.len(), 200);
+}
+
+/// A store where another writer always appends to the stream just before us.
+#[derive(Clone)]
+struct AlwaysContended(MemoryStore);
+
+impl EventStore for AlwaysContended {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let rival = NewEvent::new("cart.item_added", 1, json!({"sku": "rival", "qty": 1, "unit_price_cents": 1}));
+        self.0.append(stream, ExpectedVersion::Any, vec![rival]).await?;
+        self.0.append(stream, expected, events).await
+    }
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a str,
+        versions: VersionRange,
+    ) -> futures::stream::BoxStream<'a, Result<Envelope, StoreError>> {
+        self.0.read_stream(stream, versions)
+    }
+    fn read_all(&self, after: u64, batch: usize) -> futures::stream::BoxStream<'_, Result<Envelope, StoreError>> {
+        self.0.read_all(after, batch)
+    }
+    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        self.0.stream_version(stream).await
+    }
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        self.0.head_position().await
+    }
+}
+
+#[tokio::test]
+async fn conflicts_are_retried_up_to_the_policy_then_reported() {
+    let inner = MemoryStore::new();
+    let carts = Repository::<Cart, _>::new(AlwaysContended(inner.clone()))
+        .with_retry(RetryPolicy { max_attempts: 3, ..Default::default() });
+    match carts.execute("c", add("tea", 1)).await {
+        Err(ExecuteError::Conflict { stream, attempts }) => assert_eq!((stream.as_str(), attempts), ("cart-c", 3)),
+        other => panic!("expected a conflict after 3 attempts, got {other:?}"),
+    }
+    // Only the rival's three events are stored: none of ours.
+    let stored = all_events(&inner).await;
+    assert_eq!(stored.iter().filter(|e| e.payload["sku"] == "rival").count(), 3);
+    assert_eq!(stored.len(), 3);
+
+    let never = Repository::<Cart, _>::new(AlwaysContended(MemoryStore::new())).with_retry(RetryPolicy::never());
+    assert!(matches!(never.execute("c", add("tea", 1)).await, Err(ExecuteError::Conflict { attempts: 1, .. })));
+}
+
+async fn store_with(event_type: &str, version: u32, payload: serde_json::Value) -> MemoryStore {
+    let store = MemoryStore::new();
+    let good = NewEvent::new("cart.item_added", 1, json!({"sku": "tea", "qty": 1, "unit_price_cents": 1}));
+    store
+        .append("cart-bad", ExpectedVersion::NoStream, vec![good, NewEvent::new(event_type, version, payload)])
+        .await
+        .unwrap();
+    store
+}
+
+#[tokio::test]
+async fn an_unknown_event_type_is_a_typed_error_naming_stream_version_and_type() {
+    let carts = Repository::<Cart, _>::new(store_with("cart.gift_wrapped", 1, json!({})).await);
+    match carts.load("bad").await {
+        Err(LoadError::Decode(e @ DecodeError::UnknownEventType { .. })) => {
+            let text = e.to_string();
+            assert!(text.contains("`cart-bad` version 2") && text.contains("cart.gift_wrapped"), "{text}");
+            assert!(text.contains("cart.item_added, cart.item_removed, cart.checked_out"), "{text}");
+        }
+        other => panic!("expected UnknownEventType, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_payload_that_does_not_decode_is_a_typed_error() {
+    let carts = Repository::<Cart, _>::new(store_with("cart.item_removed", 1, json!({"sku": 5})).await);
+    match carts.load("bad").await {
+        Err(LoadError::Decode(DecodeError::Payload { stream, version, event_type, event_version, .. })) => {
+            assert_eq!(
+                (stream.as_str(), version, event_type.as_str(), event_version),
+                ("cart-bad", 2, "cart.item_removed", 1)
+            )
+        }
+        other => panic!("expected a payload error, got {other:?}"),
+    }
+    // Executing a command on it fails the same way and appends nothing.
+    let error = carts.execute("bad", Checkout).await.unwrap_err();
+    assert!(matches!(error, ExecuteError::Load(LoadError::Decode(DecodeError::Payload { .. }))), "{error:?}");
+    assert_eq!(carts.store().head_position().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn an_event_written_by_newer_code_is_refused_with_its_versions() {
+    let carts = Repository::<Cart, _>::new(store_with("cart.checked_out", 2, json!({"total_cents": 1})).await);
+    match carts.load("bad").await {
+        Err(LoadError::Decode(DecodeError::VersionTooNew { stored_version, known_version, .. })) => {
+            assert_eq!((stored_version, known_version), (2, 1))
+        }
+        other => panic!("expected VersionTooNew, got {other:?}"),
+    }
+}
