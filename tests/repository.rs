@@ -1,5 +1,6 @@
 //! Command execution through `Repository` on the in-memory store: what lands in the
 //! store, what a rejection or a decode failure looks like, and retries under contention.
+#![allow(clippy::unwrap_used, reason = "test helpers: a failed unwrap is a failed test")]
 
 use std::collections::BTreeSet;
 

@@ -36,7 +36,7 @@ use crate::event::EventSet;
 /// impl Handle<Increment> for Counter {
 ///     fn handle(&self, command: &Increment) -> Decision<Self> {
 ///         if command.by == 0 { return Err(CounterError::Zero); }
-///         Ok(Incremented { by: command.by }.into())
+///         Ok(vec![Incremented { by: command.by }.into()])
 ///     }
 /// }
 ///
@@ -95,6 +95,6 @@ pub trait Handle<C>: Aggregate {
 
 /// What a command handler returns: the new events, or the aggregate's domain error.
 ///
-/// A single event converts with `.into()`; several with `vec![a.into(), b.into()]`; no
-/// events (an idempotent no-op) with `Ok(vec![])`.
+/// Each event converts into the event enum with `.into()`: `Ok(vec![a.into(), b.into()])`;
+/// no events (an idempotent no-op) is `Ok(vec![])`.
 pub type Decision<A> = Result<Vec<<A as Aggregate>::Event>, <A as Aggregate>::Error>;

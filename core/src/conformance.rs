@@ -2,8 +2,9 @@
 //!
 //! An adapter runs it against itself with one line in an integration test:
 //!
-//! ```ignore
+//! ```no_run
 //! annals::conformance_tests!(async { annals_memory::MemoryStore::new() });
+//! # fn main() {}
 //! ```
 //!
 //! The macro expands to one `#[test]` per case, each with a fresh store from the given

@@ -31,7 +31,7 @@
 //! impl Handle<Deposit> for Account {
 //!     fn handle(&self, c: &Deposit) -> Decision<Self> {
 //!         if c.cents == 0 { return Err(AccountError::NotPositive); }
-//!         Ok(Deposited { cents: c.cents }.into())
+//!         Ok(vec![Deposited { cents: c.cents }.into()])
 //!     }
 //! }
 //!
@@ -60,13 +60,16 @@ pub mod aggregate;
 pub mod conformance;
 pub mod envelope;
 pub mod event;
+pub mod projection;
 pub mod repository;
 pub mod store;
+pub mod subscription;
 pub mod test_kit;
 
 pub use aggregate::{Aggregate, Apply, Decision, Handle};
 pub use envelope::{Envelope, Metadata, NewEvent};
 pub use event::{DecodeError, Event, EventSet};
+pub use projection::{BoxError, On, Projection, ProjectionError};
 pub use repository::{Committed, ExecuteError, LoadError, Loaded, Repository, RetryPolicy};
 pub use store::{EventStore, ExpectedVersion, StoreError, VersionRange};
 
@@ -89,8 +92,8 @@ pub use annals_macros::Event;
 /// )]
 /// ```
 ///
-/// Generated: `enum CartEvent` with one variant per event, `From<E>` for it and for
-/// `Vec<CartEvent>` (so a handler can return `Ok(event.into())`), [`EventSet`] for it,
+/// Generated: `enum CartEvent` with one variant per event and `From<E>` for each (so a
+/// handler returns `Ok(vec![event.into()])`), [`EventSet`] for it,
 /// [`Aggregate`](trait@Aggregate) for the type, `enum CartCommand` with `From<C>` and
 /// `Handle<CartCommand>` dispatching to each `Handle<C>`. Missing `Apply`/`Handle`
 /// impls and duplicate event names are compile errors.

@@ -149,7 +149,7 @@ impl<E> ExecuteError<E> {
 /// # pub struct Notebook { notes: Vec<String> }
 /// # impl Apply<Noted> for Notebook { fn apply(&mut self, e: Noted) { self.notes.push(e.text) } }
 /// # impl Handle<Note> for Notebook {
-/// #     fn handle(&self, c: &Note) -> Decision<Self> { Ok(Noted { text: c.text.clone() }.into()) }
+/// #     fn handle(&self, c: &Note) -> Decision<Self> { Ok(vec![Noted { text: c.text.clone() }.into()]) }
 /// # }
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let notebooks = Repository::<Notebook, _>::new(MemoryStore::new())

@@ -17,7 +17,7 @@
 //! # impl Handle<Close> for Door {
 //! #     fn handle(&self, _: &Close) -> Decision<Self> {
 //! #         if !self.open { return Err(DoorError::AlreadyClosed) }
-//! #         Ok(Closed.into())
+//! #         Ok(vec![Closed.into()])
 //! #     }
 //! # }
 //! use annals::test_kit::given;

@@ -25,6 +25,7 @@ struct Attrs {
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let mut errors = Errors::default();
     let attrs = parse_attrs(input, &mut errors);
+    meta::reject_inner(input, EVENT, &mut errors);
     // A union or a generic type gets no impl: it could not compile anyway, and the
     // error on the item says why.
     let expanded = if check_item(input, &mut errors) { expand(input, attrs) } else { TokenStream::new() };

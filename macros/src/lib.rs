@@ -5,12 +5,13 @@
 //! attributes; the generated code refers to `::annals` and its hidden `__private` module.
 //!
 //! This file only routes. Each derive is one pipeline: the attributes are parsed with every
-//! mistake collected ([`errors::Errors`]), then checked, then expanded:
-//! - [`event`]: `#[derive(Event)]` with `#[event(name = "...", version = N)]`;
-//! - [`aggregate`]: `#[derive(Aggregate)]` with `#[aggregate(events(...), ...)]`.
+//! mistake collected (`errors::Errors`), then checked, then expanded:
+//! - `event`: `#[derive(Event)]` with `#[event(name = "...", version = N)]`;
+//! - `aggregate`: `#[derive(Aggregate)]` with `#[aggregate(events(...), ...)]`
+//!   (`attr` → `check` → `expand`).
 //!
-//! Attribute names live in [`symbol`], the shared parsing of `key = value` and `key(...)`
-//! in [`meta`].
+//! Attribute names live in `symbol`, the shared parsing of `key = value` and `key(...)`
+//! in `meta`.
 
 mod aggregate;
 mod errors;

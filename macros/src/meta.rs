@@ -10,7 +10,7 @@ use quote::{quote, ToTokens};
 use syn::meta::ParseNestedMeta;
 use syn::parse::discouraged::Speculative;
 use syn::parse::{Parse, ParseStream, Parser};
-use syn::{Attribute, Meta, Token};
+use syn::{Attribute, Data, DeriveInput, Field, Meta, Token};
 
 use crate::errors::Errors;
 use crate::symbol::{self, Symbol};
@@ -43,6 +43,32 @@ pub(crate) fn parse_attrs(
     }
 }
 
+/// Records an error for each `#[<attr>(...)]` on a field or variant: it applies to the type.
+pub(crate) fn reject_inner(input: &DeriveInput, attr: Symbol, errors: &mut Errors) {
+    let fields: Vec<&Field> = match &input.data {
+        Data::Struct(data) => data.fields.iter().collect(),
+        Data::Enum(data) => {
+            for variant in &data.variants {
+                reject(&variant.attrs, attr, "variant", errors);
+            }
+            data.variants.iter().flat_map(|v| &v.fields).collect()
+        }
+        Data::Union(data) => data.fields.named.iter().collect(),
+    };
+    for field in fields {
+        reject(&field.attrs, attr, "field", errors);
+    }
+}
+
+fn reject(attrs: &[Attribute], attr: Symbol, place: &str, errors: &mut Errors) {
+    for attribute in attrs.iter().filter(|a| a.path().is_ident(attr.as_str())) {
+        errors.spanned(
+            attribute,
+            format!("`#[{attr}(...)]` applies to the whole type, not to a {place}; move it above the type"),
+        );
+    }
+}
+
 /// A key that may be given at most once across all attributes of an item.
 pub(crate) struct Slot<T> {
     attr: Symbol,
@@ -65,6 +91,11 @@ impl<T> Slot<T> {
         }
         self.seen = true;
         self.value = value;
+    }
+
+    /// Whether the key was written, valid or not.
+    pub(crate) fn written(&self) -> bool {
+        self.seen
     }
 
     pub(crate) fn get(self) -> Option<T> {

@@ -21,6 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use annals::store::{validate_stream_id, BoxStream};
+use annals::subscription::{Checkpoint, EventFeed, FeedBatch, FeedEvent, Filter};
 use annals::{Envelope, EventStore, ExpectedVersion, NewEvent, StoreError, VersionRange};
 use futures::StreamExt;
 use parking_lot::RwLock;
@@ -30,10 +31,21 @@ use uuid::Uuid;
 /// for long and never copy the whole log at once.
 const READ_BATCH: usize = 256;
 
+/// How many events a feed read scans at most per call when few of them match its filter.
+const FEED_SCAN_LIMIT: usize = 4096;
+
 /// A thread-safe in-memory event store. Cheap to clone; clones share the events.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryStore {
     log: Arc<RwLock<Log>>,
+    /// The head position, published after every append to wake subscriptions.
+    head: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore { log: Arc::default(), head: Arc::new(tokio::sync::watch::Sender::new(0)) }
+    }
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -142,7 +154,11 @@ impl EventStore for MemoryStore {
             indexes.push(index);
         }
         log.streams.entry(stream_id.to_owned()).or_default().extend_from_slice(&indexes);
-        Ok(log.events[first_index..].to_vec())
+        let appended = log.events[first_index..].to_vec();
+        let head = log.events.len() as u64;
+        drop(log);
+        self.head.send_replace(head);
+        Ok(appended)
     }
 
     fn read_stream<'a>(
@@ -192,5 +208,35 @@ impl EventStore for MemoryStore {
 
     async fn head_position(&self) -> Result<u64, StoreError> {
         Ok(self.log.read().events.len() as u64)
+    }
+}
+
+/// In memory, appends take positions under one lock, so position order is commit order:
+/// a checkpoint's `commit` is simply the global position.
+impl EventFeed for MemoryStore {
+    async fn read_feed(&self, after: Checkpoint, filter: &Filter, limit: usize) -> Result<FeedBatch, StoreError> {
+        let log = self.log.read();
+        let start = usize::try_from(after.position).unwrap_or(usize::MAX).min(log.events.len());
+        let mut batch = FeedBatch { events: Vec::new(), next: after };
+        for envelope in log.events[start..].iter().take(FEED_SCAN_LIMIT.max(limit)) {
+            let at = Checkpoint { commit: envelope.global_position, position: envelope.global_position };
+            if filter.matches(&envelope.stream_id, &envelope.event_type) {
+                batch.events.push(FeedEvent { checkpoint: at, envelope: envelope.clone() });
+            }
+            batch.next = at;
+            if batch.events.len() >= limit.max(1) {
+                break;
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn wakeups(&self) -> Result<BoxStream<'static, ()>, StoreError> {
+        let receiver = self.head.subscribe();
+        Ok(futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.changed().await.ok()?;
+            Some(((), receiver))
+        })
+        .boxed())
     }
 }

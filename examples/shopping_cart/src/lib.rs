@@ -129,7 +129,7 @@ impl Handle<AddItem> for Cart {
         if c.qty == 0 {
             return Err(CartError::ZeroQuantity);
         }
-        Ok(ItemAdded { sku: c.sku.clone(), qty: c.qty, unit_price_cents: c.unit_price_cents }.into())
+        Ok(vec![ItemAdded { sku: c.sku.clone(), qty: c.qty, unit_price_cents: c.unit_price_cents }.into()])
     }
 }
 
@@ -143,7 +143,7 @@ impl Handle<RemoveItem> for Cart {
         if held < c.qty {
             return Err(CartError::NotEnough { sku: c.sku.clone(), held, wanted: c.qty });
         }
-        Ok(ItemRemoved { sku: c.sku.clone(), qty: c.qty }.into())
+        Ok(vec![ItemRemoved { sku: c.sku.clone(), qty: c.qty }.into()])
     }
 }
 
@@ -153,7 +153,7 @@ impl Handle<Checkout> for Cart {
         if self.items.is_empty() {
             return Err(CartError::Empty);
         }
-        Ok(CheckedOut { total_cents: self.total_cents() }.into())
+        Ok(vec![CheckedOut { total_cents: self.total_cents() }.into()])
     }
 }
 

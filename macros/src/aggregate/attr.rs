@@ -18,6 +18,8 @@ pub(super) const USAGE: &str = "`#[aggregate(events(ItemAdded, ItemRemoved), com
 pub(super) struct Attrs {
     pub(super) name: Option<LitStr>,
     pub(super) events: Option<List<TypePath>>,
+    /// Whether `events` was written at all (an invalid value is already reported).
+    pub(super) events_written: bool,
     pub(super) commands: Option<List<TypePath>>,
     pub(super) error: Option<Type>,
     pub(super) event_enum: Option<Ident>,
@@ -84,6 +86,7 @@ pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
 
     Attrs {
         name: name.get(),
+        events_written: events.written(),
         events: events.get(),
         commands: commands.get(),
         error: error.get(),

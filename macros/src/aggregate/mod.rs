@@ -55,6 +55,7 @@ fn display(tokens: &impl ToTokens) -> String {
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let mut errors = Errors::default();
     let attrs = attr::parse(input, &mut errors);
+    crate::meta::reject_inner(input, crate::symbol::AGGREGATE, &mut errors);
     let expanded = check::check(input, attrs, &mut errors).map(|model| expand::expand(&model)).unwrap_or_default();
     let errors = errors.into_compile_errors();
     quote! {

@@ -25,7 +25,7 @@ impl Apply<ItemRemoved> for Cart {
 
 impl annals::Handle<AddItem> for Cart {
     fn handle(&self, _: &AddItem) -> annals::Decision<Self> {
-        Ok(ItemAdded.into())
+        Ok(vec![ItemAdded.into()])
     }
 }
 

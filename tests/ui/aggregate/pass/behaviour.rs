@@ -1,9 +1,7 @@
 //! What the generated code does at run time: names and versions, payloads, decoding an
 //! envelope back into the event enum (and its errors), apply and handle dispatch.
 
-use annals::{
-    Aggregate, Apply, DecodeError, Decision, Envelope, Event, EventSet, Handle, Metadata,
-};
+use annals::{Aggregate, Apply, Decision, DecodeError, Envelope, Event, EventSet, Handle, Metadata};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -65,7 +63,7 @@ impl Handle<AddItem> for Cart {
         if c.qty == 0 {
             return Err(CartError::ZeroQuantity);
         }
-        Ok(ItemAdded { sku: c.sku.clone(), qty: c.qty }.into())
+        Ok(vec![ItemAdded { sku: c.sku.clone(), qty: c.qty }.into()])
     }
 }
 
@@ -74,7 +72,7 @@ impl Handle<RemoveItem> for Cart {
         if !self.items.iter().any(|(sku, _)| *sku == c.sku) {
             return Err(CartError::NotInCart(c.sku.clone()));
         }
-        Ok(ItemRemoved { sku: c.sku.clone() }.into())
+        Ok(vec![ItemRemoved { sku: c.sku.clone() }.into()])
     }
 }
 
@@ -135,10 +133,7 @@ fn main() {
     let command = CartCommand::from(AddItem { sku: "milk".into(), qty: 1 });
     let decided = cart.handle(&command).unwrap();
     assert_eq!(decided, [CartEvent::ItemAdded(ItemAdded { sku: "milk".into(), qty: 1 })]);
-    assert_eq!(
-        cart.handle(&CartCommand::AddItem(AddItem { sku: "x".into(), qty: 0 })),
-        Err(CartError::ZeroQuantity)
-    );
+    assert_eq!(cart.handle(&CartCommand::AddItem(AddItem { sku: "x".into(), qty: 0 })), Err(CartError::ZeroQuantity));
     assert_eq!(
         cart.handle(&CartCommand::from(RemoveItem { sku: "jam".into() })),
         Err(CartError::NotInCart("jam".into()))

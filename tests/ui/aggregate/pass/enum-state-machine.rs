@@ -41,7 +41,7 @@ impl Apply<Shipped> for Order {
 impl Handle<Ship> for Order {
     fn handle(&self, _: &Ship) -> Decision<Self> {
         match self {
-            Order::Placed => Ok(Shipped.into()),
+            Order::Placed => Ok(vec![Shipped.into()]),
             _ => Err(NotPlaced),
         }
     }

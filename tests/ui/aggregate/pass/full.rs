@@ -63,7 +63,7 @@ impl Apply<ItemRemoved> for Cart {
 
 impl Handle<commands::AddItem> for Cart {
     fn handle(&self, c: &commands::AddItem) -> Decision<Self> {
-        Ok(ItemAdded { sku: c.sku.clone() }.into())
+        Ok(vec![ItemAdded { sku: c.sku.clone() }.into()])
     }
 }
 

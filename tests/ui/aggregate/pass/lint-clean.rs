@@ -54,7 +54,7 @@ impl Handle<Note> for Notebook {
         if command.text.is_empty() {
             return Err(EmptyNote);
         }
-        Ok(Noted { text: command.text.clone() }.into())
+        Ok(vec![Noted { text: command.text.clone() }.into()])
     }
 }
 

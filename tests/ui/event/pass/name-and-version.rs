@@ -11,7 +11,7 @@ pub struct ItemAdded {
 
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[event(name = "cart.checked_out")]
-#[event(version = 2,)]
+#[event(version = 2)]
 pub struct CheckedOut;
 
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -1,0 +1,124 @@
+//! Read models: a [`Projection`] handles events from any number of aggregates and keeps a
+//! materialized view up to date.
+//!
+//! Implement it with `#[derive(Projection)]` and one [`On<E>`] impl per handled event.
+//! The derive generates the event-type filter the store pushes down and the dispatch
+//! from a stored envelope to your handler. Handlers get the envelope (position, stream,
+//! time, metadata) and the projection's context: `()` for in-memory read models, the
+//! open database transaction for PostgreSQL ones, so the read-model writes and the
+//! checkpoint commit together.
+
+use std::future::Future;
+
+use crate::envelope::Envelope;
+use crate::event::{DecodeError, Event};
+
+/// The error a handler may return: any error type, boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A read model fed by a subscription. See the [module docs](self).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an annals projection",
+    note = "add `#[derive(annals::Projection)]` and `#[projection(events(...))]` to `{Self}`"
+)]
+pub trait Projection: Send + 'static {
+    /// The projection's name: the key of its checkpoint. Renaming it replays it.
+    const NAME: &'static str;
+
+    /// The stored names of the events it handles (the filter pushed down to the store).
+    const EVENT_TYPES: &'static [&'static str];
+
+    /// What every handler receives besides the event: `()` in memory; the open
+    /// transaction (`annals_postgres::PgConnection`) on PostgreSQL.
+    type Context: Send;
+
+    /// Decodes `envelope` and runs the matching [`On`] handler. Events of other types
+    /// are ignored.
+    fn project<'a>(
+        &'a mut self,
+        envelope: &'a Envelope,
+        context: &'a mut Self::Context,
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send + 'a;
+}
+
+/// Handles one event type for a projection.
+#[diagnostic::on_unimplemented(
+    message = "projection `{Self}` does not handle `{E}`",
+    label = "`{E}` is listed in `events(...)` but has no `On` impl",
+    note = "add `impl annals::On<{E}> for {Self} {{ async fn on(&mut self, event: {E}, envelope: &annals::Envelope, context: &mut <Self as annals::Projection>::Context) -> Result<(), annals::BoxError> {{ ... }} }}`"
+)]
+pub trait On<E: Event>: Projection {
+    /// Updates the read model with `event`. An error stops the subscription at this event
+    /// (after retries): nothing after it is applied until it succeeds.
+    fn on(
+        &mut self,
+        event: E,
+        envelope: &Envelope,
+        context: &mut Self::Context,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send;
+}
+
+/// Projecting one event failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectionError {
+    /// The stored event does not decode into the handler's type.
+    #[error("projection `{projection}`: {source}")]
+    Decode {
+        /// The projection.
+        projection: &'static str,
+        /// Why decoding failed (names stream, version and type).
+        #[source]
+        source: DecodeError,
+    },
+    /// The handler returned an error.
+    #[error(
+        "projection `{projection}` failed on `{event_type}` at stream `{stream}` version {version} \
+         (global position {position}): {source}"
+    )]
+    Handler {
+        /// The projection.
+        projection: &'static str,
+        /// The event's stream.
+        stream: String,
+        /// The event's stream version.
+        version: u64,
+        /// The event's global position.
+        position: u64,
+        /// The event's stored name.
+        event_type: String,
+        /// What the handler reported.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl ProjectionError {
+    /// Wraps a handler's error with the event it failed on.
+    pub fn handler(projection: &'static str, envelope: &Envelope, source: BoxError) -> Self {
+        ProjectionError::Handler {
+            projection,
+            stream: envelope.stream_id.clone(),
+            version: envelope.stream_version,
+            position: envelope.global_position,
+            event_type: envelope.event_type.clone(),
+            source,
+        }
+    }
+}
+
+/// Decodes `envelope` as `E` and runs `P`'s handler for it: what the generated
+/// [`Projection::project`] calls for the matching event type.
+pub async fn dispatch<P, E>(
+    projection: &mut P,
+    envelope: &Envelope,
+    context: &mut P::Context,
+) -> Result<(), ProjectionError>
+where
+    P: On<E>,
+    E: Event,
+{
+    let event = crate::event::decode_event::<E>(envelope)
+        .map_err(|source| ProjectionError::Decode { projection: P::NAME, source })?;
+    projection.on(event, envelope, context).await.map_err(|e| ProjectionError::handler(P::NAME, envelope, e))
+}
