@@ -4,6 +4,8 @@
 //! machine's PostgreSQL binaries (see `annals_postgres::testing`). Each test works in a
 //! schema of its own, so tests run in parallel. Without a server the tests fail.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test helpers report failure by panicking")]
+
 use std::time::Duration;
 
 use annals::{

@@ -72,7 +72,7 @@ async fn history_and_time_travel_show_earlier_states() {
     carts.execute("t", add("tea", 1)).await.unwrap();
     carts.execute("t", add("mug", 1)).await.unwrap();
     carts.execute("t", RemoveItem { sku: "tea".into(), qty: 1 }).await.unwrap();
-    let history = carts.history("t").await.unwrap();
+    let history = carts.history("t", ..).await.unwrap();
     let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(types, ["cart.item_added", "cart.item_added", "cart.item_removed"]);
     let at_2 = carts.load_at_version("t", 2).await.unwrap();
@@ -91,7 +91,7 @@ async fn command_metadata_lands_on_every_new_event() {
     let meta = Metadata::default().correlation_id(correlation).causation_id(causation).with("user_id", "u-1");
     let done = carts.execute_with("m", add("tea", 1), meta.clone()).await.unwrap();
     assert_eq!(done.events[0].metadata, meta);
-    let stored = carts.history("m").await.unwrap();
+    let stored = carts.history("m", ..).await.unwrap();
     assert_eq!(stored[0].metadata.correlation_id, Some(correlation));
     assert_eq!(stored[0].metadata.extra["user_id"], "u-1");
     // Events caused by a stored event keep its correlation and name it as their cause.
@@ -120,7 +120,7 @@ async fn concurrent_commands_on_one_cart_all_land_with_contiguous_versions() {
     for t in tasks {
         retries += t.await.unwrap();
     }
-    let history = carts.history("hot").await.unwrap();
+    let history = carts.history("hot", ..).await.unwrap();
     assert_eq!(history.iter().map(|e| e.stream_version).collect::<Vec<_>>(), (1..=200).collect::<Vec<_>>());
     let skus: BTreeSet<String> = history.iter().map(|e| e.payload["sku"].as_str().unwrap().to_owned()).collect();
     assert_eq!(skus.len(), 200, "every command landed exactly once ({retries} retries)");

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::envelope::Envelope;
+use crate::projection::BoxError;
 
 /// An immutable fact of the domain, stored under a stable name and schema version.
 ///
@@ -27,6 +28,53 @@ use crate::envelope::Envelope;
 /// The stored name, not the Rust type name, identifies the event: set `name` explicitly
 /// so renaming the type never breaks stored data. Without `name` the type's own name is
 /// used; without `version`, 1.
+///
+/// # Schema evolution
+/// Stored events outlive the code that wrote them. When an event's shape changes, bump
+/// its `version` and declare how older stored versions become the current one; the
+/// derive then overrides [`decode_version`](Event::decode_version):
+/// - `previous = ItemAddedV2`: the previous version is its own type (deriving `Event` with
+///   `version` one lower) plus `impl From<ItemAddedV2> for ItemAdded`; older versions
+///   decode through that type's own upcasting;
+/// - `upcast(from = 1, with = v1_to_v2)`: a function
+///   `fn(serde_json::Value) -> Result<serde_json::Value, annals::BoxError>` that turns
+///   the JSON of version `from` into the JSON of version `from + 1`, one per older
+///   version (renames and splits of fields);
+/// - `aliases("ItemAdded", "cart.added")`: other stored names the event was written under.
+///
+/// `previous` and `upcast` cannot be combined on one type: chain them instead (give the
+/// previous type the `upcast(...)`).
+///
+/// ```
+/// use annals::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// fn rename_quantity(mut v1: serde_json::Value) -> Result<serde_json::Value, annals::BoxError> {
+///     let qty = v1.as_object_mut().and_then(|o| o.remove("quantity")).ok_or("v1 has no `quantity`")?;
+///     v1["qty"] = qty;
+///     Ok(v1)
+/// }
+///
+/// #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// #[event(name = "cart.item_added", version = 2, upcast(from = 1, with = rename_quantity))]
+/// pub struct ItemAddedV2 { pub sku: String, pub qty: u32 }
+///
+/// #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// #[event(name = "cart.item_added", version = 3, previous = ItemAddedV2, aliases("ItemAdded"))]
+/// pub struct ItemAdded { pub sku: String, pub qty: u32, pub unit_price_cents: u64 }
+///
+/// impl From<ItemAddedV2> for ItemAdded {
+///     fn from(v2: ItemAddedV2) -> Self {
+///         ItemAdded { sku: v2.sku, qty: v2.qty, unit_price_cents: 0 }
+///     }
+/// }
+///
+/// let v1 = serde_json::json!({"sku": "tea", "quantity": 2});
+/// let event = ItemAdded::decode_version(1, &v1)?;
+/// assert_eq!(event, ItemAdded { sku: "tea".into(), qty: 2, unit_price_cents: 0 });
+/// assert_eq!(ItemAdded::ALIASES, ["ItemAdded"]);
+/// # Ok::<(), annals::UpcastError>(())
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an annals event",
     label = "not an event",
@@ -37,6 +85,51 @@ pub trait Event: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send
     const NAME: &'static str;
     /// The payload's schema version, starting at 1.
     const VERSION: u32;
+    /// Other stored names this event was written under (`#[event(aliases(...))]`); events
+    /// stored under them decode as this event.
+    const ALIASES: &'static [&'static str] = &[];
+
+    /// Decodes a payload stored at schema `version`, upcasting it when older.
+    ///
+    /// The default accepts only [`VERSION`](Event::VERSION); the derive overrides it when
+    /// `#[event(previous = ...)]` or `#[event(upcast(...))]` is given. [`decode_event`]
+    /// rejects versions newer than `VERSION` before calling it.
+    fn decode_version(version: u32, payload: &serde_json::Value) -> Result<Self, UpcastError> {
+        if version == Self::VERSION {
+            Self::deserialize(payload).map_err(UpcastError::Payload)
+        } else {
+            Err(UpcastError::NoUpcaster { from: version })
+        }
+    }
+}
+
+/// Why [`Event::decode_version`] could not turn a stored payload into the event.
+///
+/// [`decode_event`] turns it into a [`DecodeError`] naming the stored event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpcastError {
+    /// No upcaster leads from this stored version to the current one.
+    #[error(
+        "no upcaster from v{from}; declare one with `#[event(upcast(from = {from}, with = ...))]` or \
+         `#[event(previous = ...)]`"
+    )]
+    NoUpcaster {
+        /// The version no upcaster starts from.
+        from: u32,
+    },
+    /// The (upcast) payload does not deserialize into the event's type.
+    #[error("payload does not decode: {0}")]
+    Payload(#[source] serde_json::Error),
+    /// A raw upcaster (`#[event(upcast(from = ..., with = ...))]`) returned an error.
+    #[error("upcaster from v{from} to v{to} failed: {source}", to = .from + 1)]
+    Failed {
+        /// The version the failing upcaster starts from.
+        from: u32,
+        /// What the upcaster reported.
+        #[source]
+        source: BoxError,
+    },
 }
 
 /// The closed set of events one aggregate understands: the enum `#[derive(Aggregate)]`
@@ -45,7 +138,7 @@ pub trait Event: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send
 /// It turns typed events into stored payloads and back, keyed by each event's stable
 /// name and version.
 pub trait EventSet: Clone + Debug + PartialEq + Send + Sync + Sized + 'static {
-    /// The stored names of all member events.
+    /// The stored names of all member events, aliases included.
     const NAMES: &'static [&'static str];
 
     /// The stored name of this event.
@@ -124,7 +217,8 @@ pub enum DecodeError {
     /// The stored event has an older schema version and no way up to the current one.
     #[error(
         "stream `{stream}` version {version}: `{event_type}` is stored as v{stored_version}, but the code expects \
-         v{known_version} and declares no upcaster for v{stored_version}"
+         v{known_version} and declares no upcaster for v{stored_version}; declare one with \
+         `#[event(upcast(from = {stored_version}, with = ...))]` or `#[event(previous = ...)]` on the event"
     )]
     NoUpcaster {
         /// The stream.
@@ -137,6 +231,26 @@ pub enum DecodeError {
         stored_version: u32,
         /// The version the code expects.
         known_version: u32,
+    },
+
+    /// An upcaster of the event (`#[event(upcast(...))]`) failed on the stored payload.
+    #[error(
+        "stream `{stream}` version {version}: upcasting `{event_type}` from v{from} to v{to} failed: {source}; \
+         fix the upcaster so it accepts this payload",
+        to = .from + 1
+    )]
+    Upcast {
+        /// The stream.
+        stream: String,
+        /// The event's stream version.
+        version: u64,
+        /// The stored name.
+        event_type: String,
+        /// The version the failing upcaster starts from.
+        from: u32,
+        /// What the upcaster reported.
+        #[source]
+        source: BoxError,
     },
 }
 
@@ -152,7 +266,8 @@ impl DecodeError {
     }
 }
 
-/// Decodes the payload of `envelope` as event `E`, checking its schema version.
+/// Decodes the payload of `envelope` as event `E`, upcasting older schema versions
+/// ([`Event::decode_version`]).
 ///
 /// This is what the generated [`EventSet::decode`] calls for the matching variant.
 pub fn decode_event<E: Event>(envelope: &Envelope) -> Result<E, DecodeError> {
@@ -165,20 +280,27 @@ pub fn decode_event<E: Event>(envelope: &Envelope) -> Result<E, DecodeError> {
             known_version: E::VERSION,
         });
     }
-    if envelope.event_version < E::VERSION {
-        return Err(DecodeError::NoUpcaster {
+    E::decode_version(envelope.event_version, &envelope.payload).map_err(|error| match error {
+        UpcastError::NoUpcaster { from: _ } => DecodeError::NoUpcaster {
             stream: envelope.stream_id.clone(),
             version: envelope.stream_version,
             event_type: envelope.event_type.clone(),
             stored_version: envelope.event_version,
             known_version: E::VERSION,
-        });
-    }
-    E::deserialize(&envelope.payload).map_err(|source| DecodeError::Payload {
-        stream: envelope.stream_id.clone(),
-        version: envelope.stream_version,
-        event_type: envelope.event_type.clone(),
-        event_version: envelope.event_version,
-        source,
+        },
+        UpcastError::Payload(source) => DecodeError::Payload {
+            stream: envelope.stream_id.clone(),
+            version: envelope.stream_version,
+            event_type: envelope.event_type.clone(),
+            event_version: envelope.event_version,
+            source,
+        },
+        UpcastError::Failed { from, source } => DecodeError::Upcast {
+            stream: envelope.stream_id.clone(),
+            version: envelope.stream_version,
+            event_type: envelope.event_type.clone(),
+            from,
+            source,
+        },
     })
 }

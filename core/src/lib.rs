@@ -62,21 +62,37 @@ pub mod envelope;
 pub mod event;
 pub mod projection;
 pub mod repository;
+pub mod schema_guard;
+pub mod snapshot;
 pub mod store;
 pub mod subscription;
 pub mod test_kit;
 
 pub use aggregate::{Aggregate, Apply, Decision, Handle};
 pub use envelope::{Envelope, Metadata, NewEvent};
-pub use event::{DecodeError, Event, EventSet};
+pub use event::{DecodeError, Event, EventSet, UpcastError};
 pub use projection::{BoxError, On, Projection, ProjectionError};
 pub use repository::{Committed, ExecuteError, LoadError, Loaded, Repository, RetryPolicy};
 pub use store::{EventStore, ExpectedVersion, StoreError, VersionRange};
 
 /// Derives [`Event`](trait@Event) for a struct or enum.
 ///
-/// `#[event(name = "cart.item_added", version = 1)]`: `name` is the stable stored name
-/// (default: the type's name), `version` the payload schema version (default: 1).
+/// ```text
+/// #[event(
+///     name = "cart.item_added",                  // stable stored name; default: the type's name
+///     version = 3,                               // payload schema version; default: 1
+///     previous = ItemAddedV2,                    // optional: the v2 type, with `impl From<ItemAddedV2> for ItemAdded`
+///     upcast(from = 1, with = v1_to_v2),         // optional, repeatable: JSON of v1 → JSON of v2
+///     aliases("ItemAdded", "cart.added"),        // optional: older stored names of this event
+/// )]
+/// ```
+///
+/// `previous` and `upcast` describe how older stored versions become the current one
+/// (see [`Event`](trait@Event#schema-evolution)); they need `version` of 2 or more and
+/// cannot be combined on one type. With `upcast`, every older version needs one
+/// (`from = 1` up to `from = version - 1`); `with` names a
+/// `fn(serde_json::Value) -> Result<serde_json::Value, annals::BoxError>`. With
+/// `previous = T`, `T` must be at `version - 1`. All of this is checked at compile time.
 pub use annals_macros::Event;
 
 /// Derives [`Aggregate`](trait@Aggregate) and generates the aggregate's event and command enums.
@@ -99,11 +115,50 @@ pub use annals_macros::Event;
 /// impls and duplicate event names are compile errors.
 pub use annals_macros::Aggregate;
 
+/// Derives [`Projection`](trait@Projection) for a struct or enum; write one
+/// [`On<E>`](On) impl per listed event.
+///
+/// ```text
+/// #[projection(
+///     name = "cart_summaries",                   // checkpoint key; default: the type name in snake_case
+///     events(ItemAdded, ItemRemoved, CheckedOut), // required: every event it handles
+///     context = annals_postgres::PgConnection,   // optional: what handlers receive; default `()`
+/// )]
+/// ```
+///
+/// Generated: [`Projection`](trait@Projection) with `EVENT_TYPES` (the listed events'
+/// stored names and aliases) and `project`, which decodes an envelope of a listed type
+/// and runs its `On` handler, and ignores other types. A missing `On` impl, a listed type
+/// that is not an [`Event`](trait@Event) and two events with the same stored name are
+/// compile errors.
+///
+/// ```
+/// use annals::prelude::*;
+/// # #[derive(Event, serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+/// # #[event(name = "cart.item_added")]
+/// # pub struct ItemAdded { pub qty: u32 }
+///
+/// #[derive(Projection, Default)]
+/// #[projection(events(ItemAdded))]
+/// struct ItemsAdded { total: u64 }
+///
+/// impl On<ItemAdded> for ItemsAdded {
+///     async fn on(&mut self, e: ItemAdded, _: &Envelope, _: &mut ()) -> Result<(), annals::BoxError> {
+///         self.total += u64::from(e.qty);
+///         Ok(())
+///     }
+/// }
+///
+/// assert_eq!(<ItemsAdded as Projection>::NAME, "items_added");
+/// assert_eq!(<ItemsAdded as Projection>::EVENT_TYPES, ["cart.item_added"]);
+/// ```
+pub use annals_macros::Projection;
+
 /// Everything a domain model needs: `use annals::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Aggregate, Apply, Decision, Envelope, Event, EventSet, EventStore, ExpectedVersion, Handle, Metadata,
-        Repository,
+        Aggregate, Apply, Decision, Envelope, Event, EventSet, EventStore, ExpectedVersion, Handle, Metadata, On,
+        Projection, Repository,
     };
 }
 
@@ -111,8 +166,103 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::event::decode_event;
+    pub use crate::projection::dispatch as dispatch_projection;
     pub use serde_json;
     pub use std::vec::Vec;
+
+    use crate::event::{Event, UpcastError};
+
+    /// Deserializes `payload` as the current version of `E` (what the generated
+    /// `Event::decode_version` does for the current version).
+    pub fn deserialize_payload<E: Event>(payload: &serde_json::Value) -> Result<E, UpcastError> {
+        E::deserialize(payload).map_err(UpcastError::Payload)
+    }
+
+    /// Whether an event stored under `event_type` is an `E`: its name or one of its
+    /// aliases.
+    pub fn is_stored_as<E: Event>(event_type: &str) -> bool {
+        event_type == E::NAME || E::ALIASES.contains(&event_type)
+    }
+
+    /// The total length of `parts`: the `N` of [`concat`].
+    pub const fn total_len(parts: &[&[&'static str]]) -> usize {
+        let mut total = 0;
+        let mut i = 0;
+        while i < parts.len() {
+            total += parts[i].len();
+            i += 1;
+        }
+        total
+    }
+
+    /// `parts` one after the other, in a `const` context (`EventSet::NAMES`,
+    /// `Projection::EVENT_TYPES`). `N` must be [`total_len`]`(parts)`.
+    pub const fn concat<const N: usize>(parts: &[&[&'static str]]) -> [&'static str; N] {
+        let mut out = [""; N];
+        let mut n = 0;
+        let mut i = 0;
+        while i < parts.len() {
+            let mut j = 0;
+            while j < parts[i].len() {
+                out[n] = parts[i][j];
+                n += 1;
+                j += 1;
+            }
+            i += 1;
+        }
+        assert!(n == N, "`N` must be the total length of the parts");
+        out
+    }
+
+    /// Whether two events share a stored name: the name or an alias of one equals the
+    /// name or an alias of the other (used to reject ambiguous event lists at compile
+    /// time).
+    pub const fn share_a_name(a: &str, a_aliases: &[&str], b: &str, b_aliases: &[&str]) -> bool {
+        if str_eq(a, b) || contains(b_aliases, a) || contains(a_aliases, b) {
+            return true;
+        }
+        let mut i = 0;
+        while i < a_aliases.len() {
+            if contains(b_aliases, a_aliases[i]) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    /// Whether `names` holds `name`, in a `const` context.
+    pub const fn contains(names: &[&str], name: &str) -> bool {
+        let mut i = 0;
+        while i < names.len() {
+            if str_eq(names[i], name) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    /// What `#[event(previous = T)]` requires: the current event can be made from `T`.
+    /// The derive converts through it, spanned on `T`, to explain a missing `From` impl.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` names `{T}` as its previous version, but there is no `impl From<{T}> for {Self}`",
+        label = "no `From<{T}>` impl for `{Self}`",
+        note = "add `impl From<{T}> for {Self} {{ fn from(previous: {T}) -> Self {{ ... }} }}`, which turns the previous version into the current one"
+    )]
+    pub trait UpcastFrom<T>: Sized {
+        /// `Self::from(previous)`.
+        fn upcast_from(previous: T) -> Self;
+    }
+
+    impl<T, U: From<T>> UpcastFrom<T> for U {
+        fn upcast_from(previous: T) -> Self {
+            U::from(previous)
+        }
+    }
+
+    /// What a raw upcaster (`#[event(upcast(from = 1, with = f))]`) must be.
+    pub type Upcaster = fn(serde_json::Value) -> Result<serde_json::Value, crate::projection::BoxError>;
 
     /// What `#[aggregate(error = T)]` requires of `T`. The derive checks it with
     /// [`assert_aggregate_error`], spanned on `T`, to explain how to fix a `T` that is not

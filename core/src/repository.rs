@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 
+use chrono::{DateTime, Utc};
+
 use crate::aggregate::{Aggregate, Handle};
 use crate::envelope::{Envelope, Metadata, NewEvent};
 use crate::event::{DecodeError, EventSet};
+use crate::snapshot::{Snapshot, SnapshotPolicy, StoredSnapshot};
 use crate::store::{EventStore, ExpectedVersion, StoreError, VersionRange};
 
 /// An aggregate's state and the stream version it reflects.
@@ -164,19 +167,55 @@ impl<E> ExecuteError<E> {
 pub struct Repository<A, S> {
     store: S,
     retry: RetryPolicy,
+    snapshots: Option<Snapshots<A>>,
     aggregate: PhantomData<fn() -> A>,
+}
+
+/// How a repository snapshots `A`: set by [`Repository::with_snapshots`], which is the
+/// only place that knows `A: Snapshot`, so the rest of the repository needs no such bound.
+struct Snapshots<A> {
+    policy: SnapshotPolicy,
+    schema_version: u32,
+    encode: fn(&A) -> Result<serde_json::Value, serde_json::Error>,
+    decode: fn(&serde_json::Value) -> Result<A, serde_json::Error>,
+}
+
+impl<A> Clone for Snapshots<A> {
+    fn clone(&self) -> Self {
+        Snapshots { policy: self.policy, schema_version: self.schema_version, encode: self.encode, decode: self.decode }
+    }
 }
 
 impl<A, S: Clone> Clone for Repository<A, S> {
     fn clone(&self) -> Self {
-        Repository { store: self.store.clone(), retry: self.retry, aggregate: PhantomData }
+        Repository {
+            store: self.store.clone(),
+            retry: self.retry,
+            snapshots: self.snapshots.clone(),
+            aggregate: PhantomData,
+        }
     }
 }
 
 impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// A repository over `store` with the default [`RetryPolicy`].
     pub fn new(store: S) -> Self {
-        Repository { store, retry: RetryPolicy::default(), aggregate: PhantomData }
+        Repository { store, retry: RetryPolicy::default(), snapshots: None, aggregate: PhantomData }
+    }
+
+    /// The same repository, loading from and taking snapshots under `policy`.
+    /// See [`snapshot`](crate::snapshot).
+    pub fn with_snapshots(mut self, policy: SnapshotPolicy) -> Self
+    where
+        A: Snapshot,
+    {
+        self.snapshots = Some(Snapshots {
+            policy,
+            schema_version: A::SNAPSHOT_VERSION,
+            encode: |state| serde_json::to_value(state),
+            decode: |value| A::deserialize(value),
+        });
+        self
     }
 
     /// The same repository with another retry policy.
@@ -190,32 +229,103 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         &self.store
     }
 
-    /// Loads the current state of aggregate `id`.
+    /// Loads the current state of aggregate `id`, starting from its latest usable
+    /// snapshot when snapshots are on.
     pub async fn load(&self, id: &str) -> Result<Loaded<A>, LoadError> {
-        self.load_stream(&A::stream_id(id), VersionRange::ALL).await
+        self.load_latest(&A::stream_id(id)).await
     }
 
     /// Loads aggregate `id` as it was at stream `version` (time travel): only events up
     /// to and including `version` are applied.
     pub async fn load_at_version(&self, id: &str, version: u64) -> Result<Loaded<A>, LoadError> {
-        self.load_stream(&A::stream_id(id), (..=version).into()).await
-    }
-
-    /// Every stored event of aggregate `id`, oldest first: its audit trail.
-    pub async fn history(&self, id: &str) -> Result<Vec<Envelope>, StoreError> {
-        let stream = A::stream_id(id);
-        self.store.read_stream(&stream, VersionRange::ALL).try_collect().await
-    }
-
-    async fn load_stream(&self, stream: &str, versions: VersionRange) -> Result<Loaded<A>, LoadError> {
         let mut loaded = Loaded { state: A::default(), version: 0 };
+        self.apply_stream(&A::stream_id(id), &mut loaded, (..=version).into(), None).await?;
+        Ok(loaded)
+    }
+
+    /// Loads aggregate `id` as it was at time `at` (time travel): only events recorded at
+    /// or before `at` are applied.
+    pub async fn load_as_of(&self, id: &str, at: DateTime<Utc>) -> Result<Loaded<A>, LoadError> {
+        let mut loaded = Loaded { state: A::default(), version: 0 };
+        self.apply_stream(&A::stream_id(id), &mut loaded, VersionRange::ALL, Some(at)).await?;
+        Ok(loaded)
+    }
+
+    /// The stored events of aggregate `id` within `versions` (`..` for all), oldest
+    /// first: its audit trail.
+    pub async fn history(&self, id: &str, versions: impl Into<VersionRange>) -> Result<Vec<Envelope>, StoreError> {
+        let stream = A::stream_id(id);
+        self.store.read_stream(&stream, versions.into()).try_collect().await
+    }
+
+    /// Loads the newest state of `stream`: from the latest usable snapshot, then the
+    /// events after it. Takes a snapshot afterwards if the policy asks for one.
+    async fn load_latest(&self, stream: &str) -> Result<Loaded<A>, LoadError> {
+        let mut loaded = match &self.snapshots {
+            Some(snapshots) => self.usable_snapshot(stream, snapshots).await?,
+            None => None,
+        }
+        .unwrap_or(Loaded { state: A::default(), version: 0 });
+        let after_snapshot = (loaded.version + 1..).into();
+        let applied = self.apply_stream(stream, &mut loaded, after_snapshot, None).await?;
+        if let Some(snapshots) = &self.snapshots {
+            if snapshots.policy.after_load(applied) {
+                self.save_snapshot_in_background(stream, &loaded.state, loaded.version, snapshots);
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// The stored snapshot of `stream` if it was taken by this schema version of `A` and
+    /// still deserializes; `None` otherwise, so the caller rebuilds from events.
+    async fn usable_snapshot(&self, stream: &str, snapshots: &Snapshots<A>) -> Result<Option<Loaded<A>>, StoreError> {
+        let Some(stored) = self.store.load_snapshot(stream).await? else {
+            return Ok(None);
+        };
+        if stored.schema_version != snapshots.schema_version {
+            return Ok(None);
+        }
+        Ok((snapshots.decode)(&stored.state).ok().map(|state| Loaded { state, version: stored.stream_version }))
+    }
+
+    fn save_snapshot_in_background(&self, stream: &str, state: &A, version: u64, snapshots: &Snapshots<A>) {
+        // Serializing needs the state, so it happens here; the write does not hold up the caller.
+        let Ok(state) = (snapshots.encode)(state) else {
+            return; // a state that does not serialize is simply not snapshotted
+        };
+        let snapshot = StoredSnapshot {
+            stream_id: stream.to_owned(),
+            stream_version: version,
+            schema_version: snapshots.schema_version,
+            state,
+            taken_at: Utc::now(),
+        };
+        let store = self.store.clone();
+        // A failed snapshot write loses nothing: the next load reads the events instead.
+        tokio::spawn(async move { store.save_snapshot(snapshot).await });
+    }
+
+    /// Applies the events of `stream` within `versions` (recorded at or before `until`,
+    /// if given) to `loaded`; returns how many it applied.
+    async fn apply_stream(
+        &self,
+        stream: &str,
+        loaded: &mut Loaded<A>,
+        versions: VersionRange,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<u64, LoadError> {
+        let mut applied = 0;
         let mut events = self.store.read_stream(stream, versions);
         while let Some(envelope) = events.try_next().await? {
+            if until.is_some_and(|until| envelope.recorded_at > until) {
+                break;
+            }
             let event = A::Event::decode(&envelope)?;
             loaded.state.apply_event(event);
             loaded.version = envelope.stream_version;
+            applied += 1;
         }
-        Ok(loaded)
+        Ok(applied)
     }
 
     /// Executes `command` on aggregate `id`: loads it, decides, and appends the new
@@ -244,7 +354,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let Loaded { mut state, version } = self.load_stream(&stream, VersionRange::ALL).await?;
+            let Loaded { mut state, version } = self.load_latest(&stream).await?;
             let decided = state.handle(&command).map_err(ExecuteError::Rejected)?;
             if decided.is_empty() {
                 return Ok(Committed { state, version, events: Vec::new(), attempts: attempt });
@@ -255,8 +365,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     for event in decided {
                         state.apply_event(event);
                     }
-                    let version = events.last().map_or(version, |e| e.stream_version);
-                    return Ok(Committed { state, version, events, attempts: attempt });
+                    let new_version = events.last().map_or(version, |e| e.stream_version);
+                    if let Some(snapshots) = &self.snapshots {
+                        if snapshots.policy.after_append(version, new_version) {
+                            self.save_snapshot_in_background(&stream, &state, new_version, snapshots);
+                        }
+                    }
+                    return Ok(Committed { state, version: new_version, events, attempts: attempt });
                 }
                 Err(e) if e.is_conflict() => {
                     if attempt >= max_attempts {

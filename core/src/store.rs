@@ -7,6 +7,7 @@ use std::ops::{RangeFrom, RangeFull, RangeInclusive, RangeToInclusive};
 pub use futures::stream::BoxStream;
 
 use crate::envelope::{Envelope, NewEvent};
+use crate::snapshot::StoredSnapshot;
 
 /// The optimistic-concurrency condition of an append.
 ///
@@ -150,6 +151,23 @@ pub trait EventStore: Clone + Send + Sync + 'static {
 
     /// The global position of the newest event (0 for an empty store).
     fn head_position(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The latest snapshot of `stream_id`. Stores that keep no snapshots return `None`
+    /// (the default), which only makes loads read every event.
+    fn load_snapshot(
+        &self,
+        stream_id: &str,
+    ) -> impl Future<Output = Result<Option<StoredSnapshot>, StoreError>> + Send {
+        let _ = stream_id;
+        async { Ok(None) }
+    }
+
+    /// Stores `snapshot` unless a snapshot at a later version is already stored. Stores
+    /// that keep no snapshots ignore it (the default).
+    fn save_snapshot(&self, snapshot: StoredSnapshot) -> impl Future<Output = Result<(), StoreError>> + Send {
+        drop(snapshot);
+        async { Ok(()) }
+    }
 }
 
 /// Checks a stream id before it reaches a store. Adapters call this first in `append`.

@@ -161,6 +161,12 @@ pub trait Sink: Send {
     /// The name used in errors.
     fn name(&self) -> &str;
 
+    /// The events this sink wants; [`Subscription::new`] pushes it down to the store.
+    /// Default: every event.
+    fn filter(&self) -> Filter {
+        Filter::all()
+    }
+
     /// The checkpoint to resume after.
     fn checkpoint(&mut self) -> impl Future<Output = Result<Checkpoint, BoxError>> + Send;
 
@@ -282,13 +288,14 @@ pub struct Subscription<F, S> {
 }
 
 impl<F: EventFeed, S: Sink> Subscription<F, S> {
-    /// A subscription of `sink` to every event of `feed`; narrow it with
-    /// [`filter`](Self::filter) (projections' runners set their event types).
+    /// A subscription of `sink` to the events it wants (its [`Sink::filter`]: for a
+    /// projection, the event types it handles).
     pub fn new(feed: F, sink: S) -> Self {
-        Subscription { feed, sink, filter: Filter::all(), options: SubscriptionOptions::default() }
+        let filter = sink.filter();
+        Subscription { feed, sink, filter, options: SubscriptionOptions::default() }
     }
 
-    /// Only events matching `filter`.
+    /// Only events matching `filter` (replaces the sink's own filter).
     pub fn filter(mut self, filter: Filter) -> Self {
         self.filter = filter;
         self
@@ -424,11 +431,28 @@ impl<P: Projection<Context = ()> + Sync> InMemoryProjection<P> {
     pub async fn checkpoint(&self) -> Checkpoint {
         self.inner.read().await.checkpoint
     }
+
+    /// Rebuilds the read model from the first event into `fresh` while this one keeps
+    /// serving reads, then swaps it in. A subscription feeding this projection may keep
+    /// running: the final catch-up and the swap happen under the write lock, and the
+    /// running subscription skips what the rebuilt model already holds.
+    pub async fn rebuild<F: EventFeed>(&self, feed: F, fresh: P) -> Result<Checkpoint, SubscriptionError> {
+        let shadow = InMemoryProjection::new(fresh);
+        Subscription::new(feed.clone(), shadow.clone()).catch_up().await?;
+        let mut live = self.inner.write().await;
+        let reached = Subscription::new(feed, shadow.clone()).catch_up().await?;
+        std::mem::swap(&mut *live, &mut *shadow.inner.write().await);
+        Ok(reached)
+    }
 }
 
 impl<P: Projection<Context = ()> + Sync> Sink for InMemoryProjection<P> {
     fn name(&self) -> &str {
         P::NAME
+    }
+
+    fn filter(&self) -> Filter {
+        Filter::for_projection::<P>()
     }
 
     async fn checkpoint(&mut self) -> Result<Checkpoint, BoxError> {

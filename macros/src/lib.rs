@@ -1,22 +1,27 @@
-//! The derive macros of [annals](https://docs.rs/annals): `#[derive(Event)]` and
-//! `#[derive(Aggregate)]`.
+//! The derive macros of [annals](https://docs.rs/annals): `#[derive(Event)]`,
+//! `#[derive(Aggregate)]` and `#[derive(Projection)]`.
 //!
 //! Use them through the `annals` crate (`use annals::prelude::*;`), which documents their
 //! attributes; the generated code refers to `::annals` and its hidden `__private` module.
 //!
 //! This file only routes. Each derive is one pipeline: the attributes are parsed with every
 //! mistake collected (`errors::Errors`), then checked, then expanded:
-//! - `event`: `#[derive(Event)]` with `#[event(name = "...", version = N)]`;
+//! - `event`: `#[derive(Event)]` with `#[event(name = "...", version = N, ...)]`
+//!   (`attr` → `check` → `expand`);
 //! - `aggregate`: `#[derive(Aggregate)]` with `#[aggregate(events(...), ...)]`
+//!   (`attr` → `check` → `expand`);
+//! - `projection`: `#[derive(Projection)]` with `#[projection(events(...), ...)]`
 //!   (`attr` → `check` → `expand`).
 //!
 //! Attribute names live in `symbol`, the shared parsing of `key = value` and `key(...)`
-//! in `meta`.
+//! in `meta`, what aggregates and projections share about `events(...)` in `event_list`.
 
 mod aggregate;
 mod errors;
 mod event;
+mod event_list;
 mod meta;
+mod projection;
 mod symbol;
 
 use proc_macro::TokenStream;
@@ -40,4 +45,14 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     aggregate::derive(&input).into()
+}
+
+/// Derives `annals::Projection` for a struct or enum, dispatching to its `On<E>` impls.
+///
+/// `#[projection(name = "cart_summaries", events(ItemAdded, CheckedOut), context = PgConnection)]`;
+/// only `events` is required.
+#[proc_macro_derive(Projection, attributes(projection))]
+pub fn derive_projection(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    projection::derive(&input).into()
 }

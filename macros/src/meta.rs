@@ -193,6 +193,32 @@ pub(crate) fn list<T: Parse>(
     Ok(Some(List { tokens: quote!(#path #group), items }))
 }
 
+/// `key(inner = ..., ...)`: calls `on_key` for each inner key, like [`parse_attrs`] does
+/// for the attribute's own keys. Returns the tokens `key(...)`, for errors about the whole
+/// entry; when the value is not a parenthesized list, records `expected` and returns
+/// `None`.
+pub(crate) fn nested(
+    meta: &ParseNestedMeta<'_>,
+    errors: &mut Errors,
+    expected: impl Display,
+    mut on_key: impl FnMut(&ParseNestedMeta<'_>, &mut Errors) -> syn::Result<()>,
+) -> syn::Result<Option<TokenStream>> {
+    let path = &meta.path;
+    if !meta.input.peek(syn::token::Paren) {
+        let value = rest(meta.input)?;
+        errors.spanned(quote!(#path #value), expected);
+        return Ok(None);
+    }
+    let group: TokenTree = meta.input.fork().parse()?;
+    let tokens = quote!(#path #group);
+    // The group is consumed before its content is parsed: a syntax error inside ends this
+    // entry only.
+    if let Err(error) = meta.parse_nested_meta(|inner| on_key(&inner, errors)) {
+        errors.push(error);
+    }
+    Ok(Some(tokens))
+}
+
 /// Whether `input` is at the end of a key's value: its end, or the comma before the next.
 fn at_key_end(input: ParseStream<'_>) -> bool {
     input.is_empty() || input.peek(Token![,])

@@ -6,13 +6,24 @@ use std::fmt;
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Symbol(&'static str);
 
-// #[event(name = "cart.item_added", version = 2)]
+// #[event(name = "cart.item_added", version = 3, previous = ItemAddedV2,
+//         upcast(from = 1, with = v1_to_v2), aliases("ItemAdded"))]
 pub(crate) const EVENT: Symbol = Symbol("event");
 pub(crate) const NAME: Symbol = Symbol("name");
 pub(crate) const VERSION: Symbol = Symbol("version");
+pub(crate) const PREVIOUS: Symbol = Symbol("previous");
+pub(crate) const UPCAST: Symbol = Symbol("upcast");
+pub(crate) const ALIASES: Symbol = Symbol("aliases");
 
 /// The keys of `#[event(...)]`, in the order the error messages list them.
-pub(crate) const EVENT_KEYS: &[Symbol] = &[NAME, VERSION];
+pub(crate) const EVENT_KEYS: &[Symbol] = &[NAME, VERSION, PREVIOUS, UPCAST, ALIASES];
+
+// upcast(from = 1, with = v1_to_v2)
+pub(crate) const FROM: Symbol = Symbol("from");
+pub(crate) const WITH: Symbol = Symbol("with");
+
+/// The keys of `upcast(...)`, in the order the error messages list them.
+pub(crate) const UPCAST_KEYS: &[Symbol] = &[FROM, WITH];
 
 // #[aggregate(name = "cart", events(ItemAdded), commands(AddItem), error = CartError,
 //             event_enum = CartEvent, command_enum = CartCommand)]
@@ -25,6 +36,13 @@ pub(crate) const COMMAND_ENUM: Symbol = Symbol("command_enum");
 
 /// The keys of `#[aggregate(...)]`, in the order the error messages list them.
 pub(crate) const AGGREGATE_KEYS: &[Symbol] = &[NAME, EVENTS, COMMANDS, ERROR, EVENT_ENUM, COMMAND_ENUM];
+
+// #[projection(name = "cart_summaries", events(ItemAdded), context = PgConnection)]
+pub(crate) const PROJECTION: Symbol = Symbol("projection");
+pub(crate) const CONTEXT: Symbol = Symbol("context");
+
+/// The keys of `#[projection(...)]`, in the order the error messages list them.
+pub(crate) const PROJECTION_KEYS: &[Symbol] = &[NAME, EVENTS, CONTEXT];
 
 impl Symbol {
     /// The name as written in source.

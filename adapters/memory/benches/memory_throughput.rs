@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use annals::{Repository, RetryPolicy};
+use annals::snapshot::SnapshotPolicy;
+use annals::{EventStore, Repository, RetryPolicy};
 use annals_memory::MemoryStore;
 use shopping_cart::{AddItem, Cart};
 
@@ -73,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             annals::NewEvent::new("cart.item_added", 1, payload)
         })
         .collect();
-    annals::EventStore::append(&store, "cart-big", annals::ExpectedVersion::NoStream, batch).await?;
+    store.append("cart-big", annals::ExpectedVersion::NoStream, batch).await?;
     let mut samples = Vec::new();
     for _ in 0..10 {
         let started = Instant::now();

@@ -20,6 +20,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use annals::snapshot::StoredSnapshot;
 use annals::store::{validate_stream_id, BoxStream};
 use annals::subscription::{Checkpoint, EventFeed, FeedBatch, FeedEvent, Filter};
 use annals::{Envelope, EventStore, ExpectedVersion, NewEvent, StoreError, VersionRange};
@@ -38,13 +39,19 @@ const FEED_SCAN_LIMIT: usize = 4096;
 #[derive(Clone)]
 pub struct MemoryStore {
     log: Arc<RwLock<Log>>,
+    /// The latest snapshot of each stream.
+    snapshots: Arc<RwLock<HashMap<String, StoredSnapshot>>>,
     /// The head position, published after every append to wake subscriptions.
     head: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        MemoryStore { log: Arc::default(), head: Arc::new(tokio::sync::watch::Sender::new(0)) }
+        MemoryStore {
+            log: Arc::default(),
+            snapshots: Arc::default(),
+            head: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
     }
 }
 
@@ -208,6 +215,20 @@ impl EventStore for MemoryStore {
 
     async fn head_position(&self) -> Result<u64, StoreError> {
         Ok(self.log.read().events.len() as u64)
+    }
+
+    async fn load_snapshot(&self, stream_id: &str) -> Result<Option<StoredSnapshot>, StoreError> {
+        Ok(self.snapshots.read().get(stream_id).cloned())
+    }
+
+    async fn save_snapshot(&self, snapshot: StoredSnapshot) -> Result<(), StoreError> {
+        let mut snapshots = self.snapshots.write();
+        let newer_stored =
+            snapshots.get(&snapshot.stream_id).is_some_and(|s| s.stream_version > snapshot.stream_version);
+        if !newer_stored {
+            snapshots.insert(snapshot.stream_id.clone(), snapshot);
+        }
+        Ok(())
     }
 }
 

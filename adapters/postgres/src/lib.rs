@@ -18,16 +18,12 @@
 //! ```no_run
 //! use annals::Repository;
 //! use annals_postgres::PostgresStore;
-//! # #[derive(annals::Aggregate, Default)]
-//! # #[aggregate(events(Noted))]
-//! # pub struct Notebook;
-//! # #[derive(annals::Event, serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
-//! # pub struct Noted;
-//! # impl annals::Apply<Noted> for Notebook { fn apply(&mut self, _: Noted) {} }
+//! use shopping_cart::{AddItem, Cart};
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = PostgresStore::connect("postgres://app@localhost/app").await?;
 //! store.migrate().await?; // creates schema `annals` and its tables, once
-//! let notebooks = Repository::<Notebook, _>::new(store);
+//! let carts = Repository::<Cart, _>::new(store);
+//! carts.execute("42", AddItem { sku: "tea".into(), qty: 2, unit_price_cents: 450 }).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -50,7 +46,7 @@ use annals::store::{validate_stream_id, BoxStream};
 use annals::{Envelope, EventStore, ExpectedVersion, NewEvent, StoreError, VersionRange};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::Row;
 use uuid::Uuid;
@@ -72,7 +68,8 @@ const ANY_VERSION_ATTEMPTS: u32 = 100;
 /// use annals_postgres::{PostgresStore, SchemaName};
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// // A store in schema `billing`, on a pool configured by hand.
-/// let pool = PostgresStore::pool_options().max_connections(20).connect("postgres://app@localhost/app").await?;
+/// let options = PostgresStore::connect_options("postgres://app@localhost/app")?;
+/// let pool = PostgresStore::pool_options().max_connections(20).connect_with(options).await?;
 /// let store = PostgresStore::new(pool).with_schema(SchemaName::new("billing")?);
 /// store.migrate().await?;
 /// # Ok(()) }
@@ -119,11 +116,24 @@ impl PostgresStore {
     /// # Ok(()) }
     /// ```
     pub async fn connect_with(options: PgPoolOptions, url: &str) -> Result<Self, StoreError> {
-        let pool = options
-            .connect(url)
-            .await
-            .map_err(|e| store_error("connecting to the PostgreSQL event store".to_owned(), e))?;
+        let operation = || "connecting to the PostgreSQL event store".to_owned();
+        let connect_options = Self::connect_options(url).map_err(|e| store_error(operation(), e))?;
+        let pool = options.connect_with(connect_options).await.map_err(|e| store_error(operation(), e))?;
         Ok(Self::new(pool))
+    }
+
+    /// The connection settings [`connect`](Self::connect) uses for `url`: the URL's, plus
+    /// `plan_cache_mode = force_generic_plan`, so the store's prepared statements are
+    /// planned once per connection instead of at every execution (PostgreSQL otherwise
+    /// keeps re-planning them while a table is young or skewed). Use it when building a
+    /// pool for [`new`](Self::new) by hand.
+    ///
+    /// ```
+    /// let options = annals_postgres::PostgresStore::connect_options("postgres://app@localhost/app")?;
+    /// # Ok::<(), annals_postgres::sqlx::Error>(())
+    /// ```
+    pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+        Ok(url.parse::<PgConnectOptions>()?.options([("plan_cache_mode", "force_generic_plan")]))
     }
 
     /// The pool settings [`connect`](Self::connect) uses: 10 connections, a 10 s acquire
@@ -266,7 +276,7 @@ enum Attempt {
     /// The events were written: (global position, stream version, recorded at) of each.
     Written(Vec<(u64, u64, DateTime<Utc>)>),
     /// The stream was not at the expected version; nothing was written.
-    WrongVersion(u64),
+    WrongVersion,
     /// A unique constraint stopped the insert: a concurrent writer took the versions
     /// (`stream_version`), or an event id is already stored (`event_id`).
     Taken { versions: bool },
@@ -400,23 +410,20 @@ impl PostgresStore {
             }
         };
         let mut written = Vec::with_capacity(rows.len());
-        let mut current = 0;
         for row in &rows {
-            let version: i64 = row.try_get(0).map_err(|e| store_error(operation(), e))?;
-            current = non_negative(version, "stream version", operation)?;
-            let position: Option<i64> = row.try_get(1).map_err(|e| store_error(operation(), e))?;
-            let stream_version: Option<i64> = row.try_get(2).map_err(|e| store_error(operation(), e))?;
-            let recorded_at: Option<DateTime<Utc>> = row.try_get(3).map_err(|e| store_error(operation(), e))?;
-            if let (Some(position), Some(stream_version), Some(recorded_at)) = (position, stream_version, recorded_at) {
-                written.push((
-                    non_negative(position, "global position", operation)?,
-                    non_negative(stream_version, "stream version", operation)?,
-                    recorded_at,
-                ));
-            }
+            let position: i64 = row.try_get(0).map_err(|e| store_error(operation(), e))?;
+            let stream_version: i64 = row.try_get(1).map_err(|e| store_error(operation(), e))?;
+            let recorded_at: DateTime<Utc> = row.try_get(2).map_err(|e| store_error(operation(), e))?;
+            written.push((
+                non_negative(position, "global position", operation)?,
+                non_negative(stream_version, "stream version", operation)?,
+                recorded_at,
+            ));
         }
+        // RETURNING gives no order guarantee: sort by version (positions grow with it).
+        written.sort_unstable_by_key(|w| w.1);
         if written.is_empty() {
-            Ok(Attempt::WrongVersion(current))
+            Ok(Attempt::WrongVersion)
         } else {
             Ok(Attempt::Written(written))
         }
@@ -456,8 +463,8 @@ impl EventStore for PostgresStore {
             attempts += 1;
             match self.try_append(stream_id, expected_version, &columns).await? {
                 Attempt::Written(written) => break written,
-                Attempt::WrongVersion(actual) => {
-                    return self.reject(stream_id, expected, &events, &columns.ids, Some(actual)).await;
+                Attempt::WrongVersion => {
+                    return self.reject(stream_id, expected, &events, &columns.ids, None).await;
                 }
                 Attempt::Taken { versions: true }
                     if expected == ExpectedVersion::Any && attempts < ANY_VERSION_ATTEMPTS =>

@@ -13,8 +13,8 @@ const COLUMNS: &str = "global_position, stream_id, stream_version, event_type, e
 pub(crate) struct Statements {
     pub(crate) schema: SchemaName,
     /// `$1` stream, `$2` expected current version (NULL: any), `$3..$9` one array per
-    /// column of the new events. Returns one row per inserted event, or a single row with
-    /// NULLs when the version check failed; `current_version` is always set.
+    /// column of the new events. Returns one row per inserted event, none when the stream
+    /// was not at the expected version.
     pub(crate) append: String,
     /// `$1` event ids.
     pub(crate) events_by_id: String,
@@ -34,25 +34,19 @@ impl Statements {
         let s = schema.quoted();
         Statements {
             append: format!(
-                "WITH current AS (\
-                     SELECT coalesce(max(stream_version), 0) AS version FROM {s}.events WHERE stream_id = $1\
-                 ), inserted AS (\
-                     INSERT INTO {s}.events (stream_id, stream_version, event_id, event_type, event_version, \
-                                             payload, metadata, correlation_id, causation_id) \
-                     SELECT $1, current.version + new.ordinal, new.event_id, new.event_type, new.event_version, \
-                            new.payload, new.metadata, new.correlation_id, new.causation_id \
-                     FROM current CROSS JOIN unnest($3::uuid[], $4::text[], $5::int4[], $6::jsonb[], $7::jsonb[], \
-                                                    $8::uuid[], $9::uuid[]) \
-                         WITH ORDINALITY AS new(event_id, event_type, event_version, payload, metadata, \
-                                                correlation_id, causation_id, ordinal) \
-                     WHERE $2::int8 IS NULL OR current.version = $2::int8 \
-                     ORDER BY new.ordinal \
-                     RETURNING global_position, stream_version, recorded_at\
-                 ) \
-                 SELECT current.version AS current_version, inserted.global_position, inserted.stream_version, \
-                        inserted.recorded_at \
-                 FROM current LEFT JOIN inserted ON true \
-                 ORDER BY inserted.stream_version"
+                "INSERT INTO {s}.events (stream_id, stream_version, event_id, event_type, event_version, \
+                                         payload, metadata, correlation_id, causation_id) \
+                 SELECT $1, current.version + new.ordinal, new.event_id, new.event_type, new.event_version, \
+                        new.payload, new.metadata, new.correlation_id, new.causation_id \
+                 FROM (SELECT coalesce(max(stream_version), 0) AS version FROM {s}.events WHERE stream_id = $1) \
+                          AS current \
+                 CROSS JOIN unnest($3::uuid[], $4::text[], $5::int4[], $6::jsonb[], $7::jsonb[], $8::uuid[], \
+                                   $9::uuid[]) \
+                     WITH ORDINALITY AS new(event_id, event_type, event_version, payload, metadata, correlation_id, \
+                                            causation_id, ordinal) \
+                 WHERE $2::int8 IS NULL OR current.version = $2::int8 \
+                 ORDER BY new.ordinal \
+                 RETURNING global_position, stream_version, recorded_at"
             ),
             events_by_id: format!("SELECT {COLUMNS} FROM {s}.events WHERE event_id = ANY($1::uuid[])"),
             read_stream: format!(

@@ -170,8 +170,13 @@ impl ThrowawayServer {
                  -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
                 base.display()
             );
-            if bin.parent().is_some_and(|dir| dir.join("lib/pg_stat_statements.so").exists()) {
-                settings.push_str(" -c shared_preload_libraries=pg_stat_statements");
+            // `bin` may be a directory of symlinks (/usr/local/bin): look beside the real binary.
+            let real_bin = fs::canonicalize(bin.join("postgres")).ok();
+            let lib = real_bin.as_deref().and_then(Path::parent).and_then(Path::parent).map(|d| d.join("lib"));
+            if lib.is_some_and(|lib| lib.join("pg_stat_statements.so").exists()) {
+                settings.push_str(
+                    " -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on",
+                );
             }
             let started = run(
                 pg_command(&bin, "pg_ctl", as_postgres)

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use annals::prelude::*;
+use annals::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
 
 /// Some units of a product went into the cart.
@@ -86,7 +87,7 @@ pub enum CartError {
 }
 
 /// One product line of the cart.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Line {
     /// Units in the cart.
     pub qty: u32,
@@ -95,7 +96,7 @@ pub struct Line {
 }
 
 /// A customer's shopping cart.
-#[derive(Aggregate, Default, Debug, Clone, PartialEq)]
+#[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[aggregate(
     name = "cart",
     events(ItemAdded, ItemRemoved, CheckedOut),
@@ -107,6 +108,12 @@ pub struct Cart {
     pub items: BTreeMap<String, Line>,
     /// Whether the cart was paid.
     pub checked_out: bool,
+}
+
+/// Carts can be snapshotted; bump the version whenever `Cart`'s serialized shape changes,
+/// so older snapshots are ignored and carts are rebuilt from their events.
+impl Snapshot for Cart {
+    const SNAPSHOT_VERSION: u32 = 1;
 }
 
 impl Cart {

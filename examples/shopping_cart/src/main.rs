@@ -1,18 +1,36 @@
-//! The shopping-cart story on the embedded in-memory store: commands in, events appended,
-//! a rejected command, the current state, the audit trail, and the state as of an earlier
-//! version.
+//! The shopping-cart story: commands in, events appended, a rejected command, the
+//! current state, the audit trail, and the state as of an earlier version.
 //!
-//! Run it with `cargo run -p shopping-cart`.
+//! Run it with `cargo run -p shopping-cart` on the embedded in-memory store, or with
+//! `DATABASE_URL=postgres://user@host/db cargo run -p shopping-cart` on PostgreSQL (tables
+//! in schema `annals`, created on first run). The story is the same code for both stores.
 
-use annals::{Committed, ExecuteError, Repository};
+use annals::{Committed, EventStore, ExecuteError, Repository};
 use annals_memory::MemoryStore;
+use annals_postgres::PostgresStore;
 use shopping_cart::{AddItem, Cart, CartError, Checkout, RemoveItem};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let store = MemoryStore::new();
-    let carts = Repository::<Cart, _>::new(store.clone());
-    let cart_id = "42";
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            println!("(on PostgreSQL)\n");
+            let store = PostgresStore::connect(&url).await?;
+            store.migrate().await?;
+            // A new cart on every run, so the story reads the same each time.
+            let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            story(store, &format!("42-{run}")).await
+        }
+        _ => {
+            println!("(on the in-memory store; set DATABASE_URL to run on PostgreSQL)\n");
+            story(MemoryStore::new(), "42").await
+        }
+    }
+}
+
+/// The story, the same on every store.
+async fn story<S: EventStore>(store: S, cart_id: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let carts = Repository::<Cart, _>::new(store);
 
     println!("== Commands in, events out (cart {cart_id}, stream `cart-{cart_id}`)");
     report("add 2 × tea", carts.execute(cart_id, AddItem { sku: "tea".into(), qty: 2, unit_price_cents: 450 }).await)?;
@@ -38,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("\n== History: the audit trail of stream `cart-{cart_id}`");
-    for e in carts.history(cart_id).await? {
+    for e in carts.history(cart_id, ..).await? {
         println!(
             "  v{} #{} {} {:<18} {}",
             e.stream_version,

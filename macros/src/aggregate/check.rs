@@ -7,8 +7,9 @@ use syn::ext::IdentExt;
 use syn::{Data, DeriveInput};
 
 use super::attr::{Attrs, USAGE};
-use super::{display, Member, Model};
+use super::{Member, Model};
 use crate::errors::Errors;
+use crate::event_list::{display, snake_case};
 use crate::meta::List;
 use crate::symbol::{COMMANDS, EVENTS};
 
@@ -163,44 +164,4 @@ fn members(list: List<syn::TypePath>, key: &str, errors: &mut Errors) -> Vec<Mem
         members.push(Member { ty, variant });
     }
     members
-}
-
-/// `ShoppingCart` → `shopping_cart`; `HTTPServer` → `http_server`.
-pub(super) fn snake_case(name: &str) -> String {
-    let chars: Vec<char> = name.chars().collect();
-    let mut out = String::with_capacity(name.len() + 4);
-    let mut prev: Option<char> = None;
-    for (i, &c) in chars.iter().enumerate() {
-        if c.is_uppercase() {
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            let boundary = match prev {
-                Some(p) => p.is_lowercase() || p.is_ascii_digit() || (p.is_uppercase() && next_lower),
-                None => false,
-            };
-            if boundary {
-                out.push('_');
-            }
-            out.extend(c.to_lowercase());
-        } else {
-            out.push(c);
-        }
-        prev = Some(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::snake_case;
-
-    #[test]
-    fn snake_case_splits_words() {
-        assert_eq!(snake_case("Cart"), "cart");
-        assert_eq!(snake_case("ShoppingCart"), "shopping_cart");
-        assert_eq!(snake_case("HTTPServer"), "http_server");
-        assert_eq!(snake_case("OrderV2"), "order_v2");
-        assert_eq!(snake_case("V2Order"), "v2_order");
-        assert_eq!(snake_case("Already_Snake"), "already_snake");
-        assert_eq!(snake_case("cart"), "cart");
-    }
 }

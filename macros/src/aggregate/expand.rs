@@ -4,7 +4,8 @@ use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::{display, Member, Model};
+use super::{Member, Model};
+use crate::event_list::{self, at, display, event_const};
 
 pub(super) fn expand(model: &Model<'_>) -> TokenStream {
     let event_enum = event_enum(model);
@@ -25,20 +26,6 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
             #unique_names
         };
     }
-}
-
-/// A span located at `member`'s type in the attribute but resolved like the rest of the
-/// generated code: trait errors about that type point there, while lints still see
-/// macro-generated code.
-fn at(member: &Member) -> Span {
-    Span::call_site().located_at(member.ty.span())
-}
-
-/// `<ItemAdded as ::annals::Event>::NAME`, spanned on `ItemAdded`.
-fn event_const(member: &Member, constant: &str) -> TokenStream {
-    let ty = &member.ty;
-    let constant = syn::Ident::new(constant, at(member));
-    quote_spanned! {at(member)=> <#ty as ::annals::Event>::#constant }
 }
 
 /// `match <scrutinee> { arms }`. Without arms (only after an error was reported), a
@@ -70,16 +57,15 @@ fn event_enum(model: &Model<'_>) -> TokenStream {
 fn event_impls(model: &Model<'_>) -> TokenStream {
     let event_enum = &model.event_enum;
     let mut from = Vec::new();
-    let mut names = Vec::new();
     let mut type_arms = Vec::new();
     let mut version_arms = Vec::new();
     let mut payload_arms = Vec::new();
     let mut decode = Vec::new();
     for member in &model.events {
         let Member { ty, variant } = member;
-        let name = event_const(member, "NAME");
-        let version = event_const(member, "VERSION");
-        let decode_event = quote_spanned!(at(member)=> ::annals::__private::decode_event::<#ty>);
+        let name = event_const(&member.ty, "NAME");
+        let version = event_const(&member.ty, "VERSION");
+        let decode_event = quote_spanned!(at(&member.ty)=> ::annals::__private::decode_event::<#ty>);
         from.push(quote! {
             #[automatically_derived]
             impl ::core::convert::From<#ty> for #event_enum {
@@ -93,22 +79,23 @@ fn event_impls(model: &Model<'_>) -> TokenStream {
         payload_arms.push(quote! {
             #event_enum::#variant(__event) => ::annals::__private::serde_json::to_value(__event),
         });
+        let stored_as = event_list::is_stored_as(ty, &quote!(__event_type));
         decode.push(quote! {
-            if __event_type == #name {
+            if #stored_as {
                 return #decode_event(__envelope).map(#event_enum::#variant);
             }
         });
-        names.push(name);
     }
     let event_type = match_all(quote!(self), true, &type_arms);
     let event_version = match_all(quote!(self), true, &version_arms);
     let to_payload = match_all(quote!(self), true, &payload_arms);
+    let names = event_list::stored_names(model.events.iter().map(|member| &member.ty));
     quote! {
         #(#from)*
 
         #[automatically_derived]
         impl ::annals::EventSet for #event_enum {
-            const NAMES: &'static [&'static str] = &[#(#names),*];
+            const NAMES: &'static [&'static str] = #names;
 
             fn event_type(&self) -> &'static str {
                 #event_type
@@ -149,7 +136,7 @@ fn aggregate_impl(model: &Model<'_>) -> TokenStream {
         .map(|member| {
             let Member { ty, variant } = member;
             // `Self` too is spanned on the event type: rustc points a missing impl at it.
-            let apply = quote_spanned!(at(member)=> <Self as ::annals::Apply<#ty>>::apply);
+            let apply = quote_spanned!(at(&member.ty)=> <Self as ::annals::Apply<#ty>>::apply);
             quote!(#event_enum::#variant(__event) => #apply(self, __event),)
         })
         .collect();
@@ -212,7 +199,7 @@ fn command_impls(model: &Model<'_>, commands: &[Member]) -> TokenStream {
                 }
             }
         });
-        let handle = quote_spanned!(at(member)=> <Self as ::annals::Handle<#ty>>::handle);
+        let handle = quote_spanned!(at(&member.ty)=> <Self as ::annals::Handle<#ty>>::handle);
         arms.push(quote!(#command_enum::#variant(__command) => #handle(self, __command),));
     }
     let handle = match_all(quote!(__command), true, &arms);
@@ -228,24 +215,9 @@ fn command_impls(model: &Model<'_>, commands: &[Member]) -> TokenStream {
     }
 }
 
-/// One compile-time assertion per pair of events that their stored names differ,
+/// One compile-time assertion per pair of events that they share no stored name,
 /// spanned on the later event of the pair.
 fn unique_names(model: &Model<'_>) -> TokenStream {
-    let mut checks = Vec::new();
-    for (i, later) in model.events.iter().enumerate() {
-        for earlier in &model.events[..i] {
-            let message = format!(
-                "`{}` and `{}`, events of `{}`, have the same stored name; give each a unique `#[event(name = \"...\")]`",
-                display(&earlier.ty),
-                display(&later.ty),
-                model.ident,
-            );
-            let a = event_const(earlier, "NAME");
-            let b = event_const(later, "NAME");
-            checks.push(quote_spanned! {at(later)=>
-                const _: () = ::core::assert!(!::annals::__private::str_eq(#a, #b), #message);
-            });
-        }
-    }
-    quote!(#(#checks)*)
+    let events: Vec<_> = model.events.iter().map(|member| &member.ty).collect();
+    event_list::unique_names(&events, &model.ident.to_string())
 }

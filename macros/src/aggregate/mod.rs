@@ -10,7 +10,7 @@ mod check;
 mod expand;
 
 use proc_macro2::TokenStream;
-use quote::{quote, ToTokens};
+use quote::quote;
 use syn::{DeriveInput, Ident, Type, TypePath, Visibility};
 
 use crate::errors::Errors;
@@ -41,15 +41,6 @@ struct Member {
     ty: TypePath,
     /// The variant name: the last segment of the type's path.
     variant: Ident,
-}
-
-/// `tokens` as a user would write them, for messages: `a::Added`, `Vec<u8>`.
-fn display(tokens: &impl ToTokens) -> String {
-    let mut out = tokens.to_token_stream().to_string();
-    for (from, to) in [(" :: ", "::"), (":: ", "::"), (" <", "<"), ("< ", "<"), (" >", ">"), (" ,", ",")] {
-        out = out.replace(from, to);
-    }
-    out
 }
 
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {

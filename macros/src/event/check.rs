@@ -1,0 +1,179 @@
+//! Rules across the attributes and the item; builds the [`Model`].
+
+use std::collections::{BTreeMap, HashSet};
+
+use syn::ext::IdentExt;
+use syn::{Data, DeriveInput, LitStr};
+
+use super::attr::{Attrs, Upcast};
+use super::{Evolution, Model};
+use crate::errors::Errors;
+
+/// A raw upcaster's signature, for messages.
+const UPCASTER: &str = "`fn(serde_json::Value) -> Result<serde_json::Value, annals::BoxError>`";
+
+/// Checks everything, recording each problem. Returns the model to expand, repaired
+/// where needed, or `None` when the item cannot implement `Event` at all (a union, a
+/// generic type).
+pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Errors) -> Option<Model<'a>> {
+    let ident = &input.ident;
+    let expandable = check_item(input, errors);
+    let name = attrs.name.unwrap_or_else(|| LitStr::new(&ident.unraw().to_string(), ident.span()));
+    let version = attrs.version.as_ref().map_or(1, |(_, version)| *version);
+    let aliases = match attrs.aliases {
+        Some(list) => aliases(&list.tokens, list.items, &name, errors),
+        None => Vec::new(),
+    };
+
+    // With an invalid `version` (already reported) the version rules cannot be checked.
+    let version_known = attrs.version.is_some() || !attrs.version_written;
+    let mut evolution = Evolution::None;
+    if version_known && version == 1 {
+        let first = attrs.previous.as_ref().map(|(tokens, _)| tokens).or(attrs.upcasts.first().map(|u| &u.tokens));
+        if let Some(first) = first {
+            errors.spanned(
+                first,
+                format!("`{ident}` is at version 1, so there is no older version to upcast from; when its shape changes, write `version = 2` and declare how version 1 becomes version 2"),
+            );
+        }
+    } else if let Some((tokens, previous)) = attrs.previous {
+        if !attrs.upcasts.is_empty() {
+            errors.spanned(
+                tokens,
+                format!(
+                    "`previous` and `upcast(...)` cannot be combined: with `previous`, versions before {version} decode through `{}`; move the `upcast(...)` to that type's `#[event(...)]`, or remove `previous`",
+                    crate::event_list::display(&previous),
+                ),
+            );
+        }
+        evolution = Evolution::Previous(previous);
+    } else if !attrs.upcasts.is_empty() {
+        evolution =
+            Evolution::Upcast(upcasts(ident, attrs.upcasts, version, version_known, attrs.version.as_ref(), errors));
+    }
+
+    expandable.then_some(Model { ident, name, version, aliases, evolution })
+}
+
+/// Whether the item can implement `Event` at all.
+fn check_item(input: &DeriveInput, errors: &mut Errors) -> bool {
+    let mut ok = true;
+    if let Data::Union(data) = &input.data {
+        errors.spanned(
+            data.union_token,
+            "`#[derive(Event)]` does not support unions: events are stored as JSON through serde; use a struct or an enum",
+        );
+        ok = false;
+    }
+    if !input.generics.params.is_empty() {
+        errors.spanned(
+            &input.generics,
+            "events cannot be generic: the stored name must identify one concrete type; remove the generic parameters, or derive `Event` on a concrete type per event",
+        );
+        ok = false;
+    }
+    ok
+}
+
+/// The valid aliases: not empty, not the name, each once.
+fn aliases(tokens: &proc_macro2::TokenStream, items: Vec<LitStr>, name: &LitStr, errors: &mut Errors) -> Vec<LitStr> {
+    if items.is_empty() {
+        errors.spanned(
+            tokens,
+            "`aliases()` is empty; list the names this event was stored under before, such as `aliases(\"ItemAdded\")`, or remove it",
+        );
+    }
+    let mut seen = HashSet::new();
+    let mut valid = Vec::with_capacity(items.len());
+    for alias in items {
+        let value = alias.value();
+        if value.is_empty() {
+            errors.spanned(
+                &alias,
+                "an alias is empty; write a name this event was stored under, such as `\"ItemAdded\"`",
+            );
+        } else if value == name.value() {
+            errors.spanned(
+                &alias,
+                format!("`{value}` is the event's name, not an alias; list only the other names it was stored under"),
+            );
+        } else if !seen.insert(value.clone()) {
+            errors.spanned(&alias, format!("the alias `{value}` is listed twice; remove this one"));
+        } else {
+            valid.push(alias);
+        }
+    }
+    valid
+}
+
+/// The raw upcasters by the version they start from. Every version from 1 to
+/// `version - 1` needs exactly one.
+fn upcasts(
+    ident: &syn::Ident,
+    upcasts: Vec<Upcast>,
+    version: u32,
+    version_known: bool,
+    version_lit: Option<&(syn::LitInt, u32)>,
+    errors: &mut Errors,
+) -> BTreeMap<u32, syn::Path> {
+    let mut by_version = BTreeMap::new();
+    // Versions whose upcaster is written but broken: not reported as missing too.
+    let mut written = HashSet::new();
+    for upcast in upcasts {
+        let Upcast { tokens, from, from_written, with, with_written } = upcast;
+        if !from_written {
+            errors.spanned(
+                &tokens,
+                "`upcast(...)` is missing `from`: write the version it upcasts, such as `upcast(from = 1, with = ...)`",
+            );
+        }
+        let from = from.and_then(|(lit, from)| {
+            if from == 0 {
+                errors.spanned(&lit, format!("event versions start at 1; `from` must be a version from 1 to {}", version - 1));
+                return None;
+            }
+            if version_known && from >= version {
+                errors.spanned(
+                    &lit,
+                    format!("`from = {from}` is not older than `{ident}`'s version {version}; an upcaster turns version `from` into `from + 1`, so `from` ranges from 1 to {}", version - 1),
+                );
+                return None;
+            }
+            if !written.insert(from) {
+                errors.spanned(&lit, format!("two upcasters start from version {from}; give one `upcast(from = {from}, ...)` per version"));
+                return None;
+            }
+            Some(from)
+        });
+        if !with_written {
+            let example = from.map_or_else(
+                || "upcast(from = 1, with = v1_to_v2)".to_owned(),
+                |from| format!("upcast(from = {from}, with = v{from}_to_v{})", from + 1),
+            );
+            errors.spanned(
+                &tokens,
+                format!("`upcast(...)` is missing `with`: name the function that turns the JSON of the older version into the next, such as `{example}`, a {UPCASTER}"),
+            );
+        }
+        if let (Some(from), Some(with)) = (from, with) {
+            by_version.insert(from, with);
+        }
+    }
+    let missing: Vec<u32> = (1..version).filter(|v| !written.contains(v)).collect();
+    if version_known && !missing.is_empty() {
+        let list = missing.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ");
+        let fix = missing
+            .iter()
+            .map(|v| format!("`upcast(from = {v}, with = v{v}_to_v{})`", v + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let message = format!(
+            "`{ident}` is at version {version}, but no upcaster starts from {list}: every older version needs one; add {fix}, each a {UPCASTER}"
+        );
+        match version_lit {
+            Some((lit, _)) => errors.spanned(lit, message),
+            None => errors.spanned(ident, message),
+        }
+    }
+    by_version
+}

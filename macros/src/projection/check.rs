@@ -1,0 +1,92 @@
+//! Rules across the attributes and the item; builds the [`Model`].
+
+use std::collections::HashSet;
+
+use quote::ToTokens;
+use syn::ext::IdentExt;
+use syn::{Data, DeriveInput, LitStr};
+
+use super::attr::{Attrs, USAGE};
+use super::Model;
+use crate::errors::Errors;
+use crate::event_list::{display, snake_case};
+
+/// Checks everything, recording each problem. Returns the model to expand, repaired
+/// where needed, or `None` when the item cannot implement `Projection` at all (a union,
+/// a generic type).
+pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Errors) -> Option<Model<'a>> {
+    let ident = &input.ident;
+    let expandable = check_item(input, errors);
+    let default_name = || snake_case(&ident.unraw().to_string());
+    let name = match &attrs.name {
+        Some(lit) => check_name(lit, errors).unwrap_or_else(default_name),
+        None => default_name(),
+    };
+
+    let events = match attrs.events {
+        Some(list) if list.items.is_empty() => {
+            errors.spanned(
+                &list.tokens,
+                format!(
+                    "`events()` is empty; list the events `{ident}` handles, such as `events(ItemAdded, ItemRemoved)`"
+                ),
+            );
+            Vec::new()
+        }
+        Some(list) => {
+            // A type listed twice is an error on the later one, which is dropped.
+            let mut seen = HashSet::new();
+            let mut events = Vec::with_capacity(list.items.len());
+            for ty in list.items {
+                if seen.insert(ty.to_token_stream().to_string()) {
+                    events.push(ty);
+                } else {
+                    errors
+                        .spanned(&ty, format!("`{}` is listed twice in `events(...)`; remove this one", display(&ty)));
+                }
+            }
+            events
+        }
+        None if attrs.events_written => Vec::new(),
+        None => {
+            let message = format!("missing `events(...)`: list the events `{ident}` handles, such as {USAGE}");
+            match &attrs.first {
+                Some(first) => errors.spanned(first, message),
+                None => errors.spanned(ident, message),
+            }
+            Vec::new()
+        }
+    };
+
+    expandable.then_some(Model { ident, name, events, context: attrs.context })
+}
+
+/// Whether the item can implement `Projection` at all.
+fn check_item(input: &DeriveInput, errors: &mut Errors) -> bool {
+    let mut ok = true;
+    if let Data::Union(data) = &input.data {
+        errors.spanned(data.union_token, "`#[derive(Projection)]` does not support unions; use a struct or an enum");
+        ok = false;
+    }
+    if !input.generics.params.is_empty() {
+        errors.spanned(
+            &input.generics,
+            "projections cannot be generic: the projection name keys one checkpoint, so it must identify one concrete type; remove the generic parameters",
+        );
+        ok = false;
+    }
+    ok
+}
+
+/// The projection name, if valid.
+fn check_name(lit: &LitStr, errors: &mut Errors) -> Option<String> {
+    let name = lit.value();
+    if name.is_empty() {
+        errors.spanned(
+            lit,
+            "the projection name is empty; write the key of its checkpoint, such as `name = \"cart_summaries\"`, or remove `name` to use the type's name in snake_case",
+        );
+        return None;
+    }
+    Some(name)
+}
