@@ -116,12 +116,20 @@ fn upcasts(
     version_lit: Option<&(syn::LitInt, u32)>,
     errors: &mut Errors,
 ) -> BTreeMap<u32, syn::Path> {
+    let range = match version {
+        0..=2 => "`from` can only be 1".to_owned(),
+        _ => format!("`from` ranges from 1 to {}", version - 1),
+    };
     let mut by_version = BTreeMap::new();
+    // Whether an upcaster's `from` is missing or invalid (already reported): the versions
+    // without an upcaster are then not reported too.
+    let mut bad_from = false;
     // Versions whose upcaster is written but broken: not reported as missing too.
     let mut written = HashSet::new();
     for upcast in upcasts {
         let Upcast { tokens, from, from_written, with, with_written } = upcast;
         if !from_written {
+            bad_from = true;
             errors.spanned(
                 &tokens,
                 "`upcast(...)` is missing `from`: write the version it upcasts, such as `upcast(from = 1, with = ...)`",
@@ -129,13 +137,13 @@ fn upcasts(
         }
         let from = from.and_then(|(lit, from)| {
             if from == 0 {
-                errors.spanned(&lit, format!("event versions start at 1; `from` must be a version from 1 to {}", version - 1));
+                errors.spanned(&lit, format!("event versions start at 1, so no version 0 is stored; {range}"));
                 return None;
             }
             if version_known && from >= version {
                 errors.spanned(
                     &lit,
-                    format!("`from = {from}` is not older than `{ident}`'s version {version}; an upcaster turns version `from` into `from + 1`, so `from` ranges from 1 to {}", version - 1),
+                    format!("`from = {from}` is not older than `{ident}`'s version {version}; an upcaster turns version `from` into `from + 1`, so {range}"),
                 );
                 return None;
             }
@@ -145,6 +153,7 @@ fn upcasts(
             }
             Some(from)
         });
+        bad_from |= from.is_none();
         if !with_written {
             let example = from.map_or_else(
                 || "upcast(from = 1, with = v1_to_v2)".to_owned(),
@@ -160,7 +169,7 @@ fn upcasts(
         }
     }
     let missing: Vec<u32> = (1..version).filter(|v| !written.contains(v)).collect();
-    if version_known && !missing.is_empty() {
+    if version_known && !bad_from && !missing.is_empty() {
         let list = missing.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ");
         let fix = missing
             .iter()

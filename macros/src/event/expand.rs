@@ -57,13 +57,15 @@ fn decode_version(version: u32, older: TokenStream) -> TokenStream {
 fn decode_previous(model: &Model<'_>, previous: &syn::TypePath) -> TokenStream {
     let version = model.version;
     // Spanned on `T`: a `T` that is not an event, or a missing `From<T>`, is reported there.
-    let decode = quote_spanned!(at(previous)=> <#previous as ::annals::Event>::decode_version);
-    let convert = quote_spanned!(at(previous)=> <Self as ::annals::__private::UpcastFrom<#previous>>::upcast_from);
+    let decode = quote_spanned! {at(previous)=>
+        <#previous as ::annals::Event>::decode_version(__version, __payload)
+            .map(<Self as ::annals::__private::UpcastFrom<#previous>>::upcast_from)
+    };
     decode_version(
         version,
         quote! {
             if __version < #version {
-                return #decode(__version, __payload).map(#convert);
+                return #decode;
             }
             ::core::result::Result::Err(::annals::UpcastError::NoUpcaster { from: __version })
         },

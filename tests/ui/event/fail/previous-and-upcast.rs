@@ -1,0 +1,26 @@
+use annals::Event;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(name = "cart.item_added", version = 1)]
+pub struct ItemAddedV1 {
+    pub sku: String,
+}
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(name = "cart.item_added", version = 2, previous = ItemAddedV1, upcast(from = 1, with = v1_to_v2))]
+pub struct ItemAdded {
+    pub sku: String,
+}
+
+impl From<ItemAddedV1> for ItemAdded {
+    fn from(v1: ItemAddedV1) -> Self {
+        ItemAdded { sku: v1.sku }
+    }
+}
+
+fn v1_to_v2(v1: serde_json::Value) -> Result<serde_json::Value, annals::BoxError> {
+    Ok(v1)
+}
+
+fn main() {}
