@@ -184,3 +184,31 @@ fn every_event_needs_a_sample() {
         other => panic!("expected MissingSamples, got {other:?}"),
     }
 }
+
+/// An event with an older stored name: the alias needs no sample of its own.
+mod renamed {
+    use super::*;
+
+    #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+    #[event(name = "cart.item_added", version = 1, aliases("ItemAdded"))]
+    pub struct ItemAdded {
+        pub sku: String,
+    }
+
+    #[derive(Aggregate, Default)]
+    #[aggregate(name = "cart", events(ItemAdded))]
+    pub struct Cart;
+    impl Apply<ItemAdded> for Cart {
+        fn apply(&mut self, _: ItemAdded) {}
+    }
+}
+
+#[test]
+fn aliases_are_covered_by_their_events_sample() {
+    let report = SchemaGuard::<renamed::Cart>::new(fresh_path())
+        .allow_updates(true)
+        .sample(renamed::ItemAdded { sku: "tea".into() })
+        .verify()
+        .unwrap();
+    assert_eq!(report.added, ["cart.item_added"]);
+}

@@ -45,6 +45,8 @@
 //! ```
 //!
 //! ## Where to start
+//! - [`guide`]: concepts, the derives and their attributes, stores, subscriptions,
+//!   schema evolution, snapshots and testing, with examples.
 //! - [`Event`], [`Aggregate`], [`Apply`], [`Handle`]: the domain model and its derives.
 //! - [`Repository`]: load an aggregate, execute commands with optimistic concurrency.
 //! - [`EventStore`]: the store contract; `annals-memory` and `annals-postgres` implement it.
@@ -60,6 +62,8 @@ pub mod aggregate;
 pub mod conformance;
 pub mod envelope;
 pub mod event;
+#[doc = include_str!("guide.md")]
+pub mod guide {}
 pub mod projection;
 pub mod repository;
 pub mod schema_guard;

@@ -31,6 +31,8 @@ use syn::{parse_macro_input, DeriveInput};
 ///
 /// `#[event(name = "cart.item_added", version = 1)]`: `name` is the stable stored name
 /// (default: the type's name), `version` the payload schema version (default: 1).
+/// Schema evolution: `previous = ItemAddedV2`, `upcast(from = 1, with = v1_to_v2)` (once per
+/// older version), `aliases("ItemAdded")`.
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

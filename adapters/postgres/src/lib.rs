@@ -31,9 +31,13 @@
 //! calling `migrate`.
 #![warn(missing_docs)]
 
+mod correlation;
 mod error;
+pub mod feed;
+pub mod projection;
 mod rows;
 mod schema;
+mod snapshot;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -42,6 +46,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use annals::snapshot::StoredSnapshot;
 use annals::store::{validate_stream_id, BoxStream};
 use annals::{Envelope, EventStore, ExpectedVersion, NewEvent, StoreError, VersionRange};
 use chrono::{DateTime, Utc};
@@ -55,8 +60,12 @@ use crate::error::{backend, store_error, violated_unique_constraint};
 pub use crate::schema::{migrations, InvalidSchemaName, Migration, SchemaName};
 use crate::sql::Statements;
 
+pub use crate::projection::{AtLeastOnce, CheckpointMoved, PgProjection, PgProjectionRunner, ResetError, RunError};
 /// The sqlx version this adapter is built on, for building pools by hand.
 pub use sqlx;
+/// The connection PostgreSQL projection handlers receive: the open transaction of their
+/// batch (`#[projection(context = annals_postgres::PgConnection)]`).
+pub use sqlx::PgConnection;
 
 /// How often an append with [`ExpectedVersion::Any`] is retried when a concurrent writer
 /// takes the same versions first.
@@ -282,13 +291,41 @@ enum Attempt {
     Taken { versions: bool },
 }
 
+/// The new events, checked and ready to bind.
+enum Batch<'a> {
+    /// The common case, one event: bound as scalars, inserted without arrays.
+    One { event: &'a NewEvent, version: i32 },
+    /// Several events: one array per column.
+    Many(Columns<'a>),
+}
+
+impl<'a> Batch<'a> {
+    fn new(stream_id: &str, events: &'a [NewEvent]) -> Result<Self, StoreError> {
+        match events {
+            [event] => {
+                check_storable(stream_id, event)?;
+                Ok(Batch::One { event, version: schema_version(stream_id, event)? })
+            }
+            _ => Columns::new(stream_id, events).map(Batch::Many),
+        }
+    }
+
+    /// The ids of the new events, in order.
+    fn ids(&self) -> &[Uuid] {
+        match self {
+            Batch::One { event, .. } => std::slice::from_ref(&event.event_id),
+            Batch::Many(columns) => &columns.ids,
+        }
+    }
+}
+
 /// The new events as one array per column, borrowed from the events.
 struct Columns<'a> {
     ids: Vec<Uuid>,
     types: Vec<&'a str>,
     versions: Vec<i32>,
     payloads: Vec<Json<&'a serde_json::Value>>,
-    metadata: Vec<Json<&'a BTreeMap<String, serde_json::Value>>>,
+    metadata: Vec<Option<Json<&'a BTreeMap<String, serde_json::Value>>>>,
     correlation_ids: Vec<Option<Uuid>>,
     causation_ids: Vec<Option<Uuid>>,
 }
@@ -306,25 +343,35 @@ impl<'a> Columns<'a> {
         };
         for event in events {
             check_storable(stream_id, event)?;
-            let version = i32::try_from(event.event_version).map_err(|_| {
-                backend(
-                    format!("appending to stream `{stream_id}`"),
-                    format!(
-                        "event {} (`{}`) has schema version {}, above PostgreSQL's integer range",
-                        event.event_id, event.event_type, event.event_version
-                    ),
-                )
-            })?;
             columns.ids.push(event.event_id);
             columns.types.push(&event.event_type);
-            columns.versions.push(version);
+            columns.versions.push(schema_version(stream_id, event)?);
             columns.payloads.push(Json(&event.payload));
-            columns.metadata.push(Json(&event.metadata.extra));
+            columns.metadata.push(extra_metadata(event));
             columns.correlation_ids.push(event.metadata.correlation_id);
             columns.causation_ids.push(event.metadata.causation_id);
         }
         Ok(columns)
     }
+}
+
+/// The event's free-form metadata, or `None` (stored as `{}` by the statement) when it
+/// has none, which spares encoding and parsing an empty object.
+fn extra_metadata(event: &NewEvent) -> Option<Json<&BTreeMap<String, serde_json::Value>>> {
+    (!event.metadata.extra.is_empty()).then_some(Json(&event.metadata.extra))
+}
+
+/// The event's schema version as PostgreSQL's `integer`.
+fn schema_version(stream_id: &str, event: &NewEvent) -> Result<i32, StoreError> {
+    i32::try_from(event.event_version).map_err(|_| {
+        backend(
+            format!("appending to stream `{stream_id}`"),
+            format!(
+                "event {} (`{}`) has schema version {}, above PostgreSQL's integer range",
+                event.event_id, event.event_type, event.event_version
+            ),
+        )
+    })
 }
 
 /// PostgreSQL stores no NUL character in `text` or `jsonb` (`\u0000`): refuse such an
@@ -379,26 +426,50 @@ fn non_negative(value: i64, what: &str, operation: impl Fn() -> String) -> Resul
     u64::try_from(value).map_err(|_| backend(operation(), format!("PostgreSQL returned invalid {what} {value}")))
 }
 
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds the columns of one new event after the parameters already bound.
+fn bind_one<'q>(query: PgQuery<'q>, event: &'q NewEvent, version: i32) -> PgQuery<'q> {
+    query
+        .bind(event.event_id)
+        .bind(event.event_type.as_str())
+        .bind(version)
+        .bind(Json(&event.payload))
+        .bind(extra_metadata(event))
+        .bind(event.metadata.correlation_id)
+        .bind(event.metadata.causation_id)
+}
+
 impl PostgresStore {
     async fn try_append(
         &self,
         stream_id: &str,
         expected: Option<i64>,
-        columns: &Columns<'_>,
+        batch: &Batch<'_>,
     ) -> Result<Attempt, StoreError> {
         let operation = || format!("appending to stream `{stream_id}`");
-        let result = sqlx::query(&self.inner.sql.append)
-            .bind(stream_id)
-            .bind(expected)
-            .bind(&columns.ids)
-            .bind(&columns.types)
-            .bind(&columns.versions)
-            .bind(&columns.payloads)
-            .bind(&columns.metadata)
-            .bind(&columns.correlation_ids)
-            .bind(&columns.causation_ids)
-            .fetch_all(&self.inner.pool)
-            .await;
+        let sql = &self.inner.sql;
+        let query = match batch {
+            // A new stream: its first version is 1, and the unique (stream_id,
+            // stream_version) index is the whole expected-version check.
+            Batch::One { event, version } if expected == Some(0) => {
+                bind_one(sqlx::query(&sql.append_first).bind(stream_id), event, *version)
+            }
+            Batch::One { event, version } => {
+                bind_one(sqlx::query(&sql.append_one).bind(stream_id).bind(expected), event, *version)
+            }
+            Batch::Many(columns) => sqlx::query(&sql.append)
+                .bind(stream_id)
+                .bind(expected)
+                .bind(&columns.ids)
+                .bind(&columns.types)
+                .bind(&columns.versions)
+                .bind(&columns.payloads)
+                .bind(&columns.metadata)
+                .bind(&columns.correlation_ids)
+                .bind(&columns.causation_ids),
+        };
+        let result = query.fetch_all(&self.inner.pool).await;
         let rows = match result {
             Ok(rows) => rows,
             Err(error) => {
@@ -457,14 +528,14 @@ impl EventStore for PostgresStore {
                 Err(_) => return self.reject(stream_id, expected, &events, &[], None).await,
             },
         };
-        let columns = Columns::new(stream_id, &events)?;
+        let batch = Batch::new(stream_id, &events)?;
         let mut attempts = 0;
         let written = loop {
             attempts += 1;
-            match self.try_append(stream_id, expected_version, &columns).await? {
+            match self.try_append(stream_id, expected_version, &batch).await? {
                 Attempt::Written(written) => break written,
                 Attempt::WrongVersion => {
-                    return self.reject(stream_id, expected, &events, &columns.ids, None).await;
+                    return self.reject(stream_id, expected, &events, batch.ids(), None).await;
                 }
                 Attempt::Taken { versions: true }
                     if expected == ExpectedVersion::Any && attempts < ANY_VERSION_ATTEMPTS =>
@@ -473,11 +544,11 @@ impl EventStore for PostgresStore {
                     tokio::task::yield_now().await;
                 }
                 Attempt::Taken { .. } => {
-                    return self.reject(stream_id, expected, &events, &columns.ids, None).await;
+                    return self.reject(stream_id, expected, &events, batch.ids(), None).await;
                 }
             }
         };
-        drop(columns);
+        drop(batch);
         if written.len() != events.len() {
             return Err(backend(
                 format!("appending to stream `{stream_id}`"),
@@ -518,7 +589,7 @@ impl EventStore for PostgresStore {
             .bind(to)
             .fetch(&self.inner.pool)
             .map(move |row| match row {
-                Ok(row) => rows::envelope(&row, operation),
+                Ok(row) => rows::stream_envelope(&row, stream_id, operation),
                 Err(e) => Err(store_error(operation(), e)),
             })
             .boxed()
@@ -568,5 +639,13 @@ impl EventStore for PostgresStore {
             .await
             .map_err(|e| store_error(operation(), e))?;
         non_negative(position, "global position", operation)
+    }
+
+    async fn load_snapshot(&self, stream_id: &str) -> Result<Option<StoredSnapshot>, StoreError> {
+        self.load_stored_snapshot(stream_id).await
+    }
+
+    async fn save_snapshot(&self, snapshot: StoredSnapshot) -> Result<(), StoreError> {
+        self.save_stored_snapshot(snapshot).await
     }
 }

@@ -121,8 +121,11 @@ impl Migration {
     }
 }
 
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "create_events", template: include_str!("../migrations/0001_create_events.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "create_events", template: include_str!("../migrations/0001_create_events.sql") },
+    Migration { version: 2, name: "subscriptions", template: include_str!("../migrations/0002_subscriptions.sql") },
+    Migration { version: 3, name: "create_snapshots", template: include_str!("../migrations/0003_snapshots.sql") },
+];
 
 /// Every migration this version of annals-postgres knows, oldest first.
 pub fn migrations() -> &'static [Migration] {
@@ -167,7 +170,7 @@ mod tests {
         for m in migrations() {
             let sql = m.sql(&schema);
             assert!(!sql.contains("{schema}"));
-            assert!(sql.contains("\"s1\".events"));
+            assert!(sql.contains("\"s1\"."), "{}", m.name);
         }
     }
 }

@@ -36,6 +36,8 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
                 format!("`{ident}` is at version 1, so there is no older version to upcast from; when its shape changes, write `version = 2` and declare how version 1 becomes version 2"),
             );
         }
+    } else if !version_known {
+        // Without a valid version no upcasting is generated: it would only add errors.
     } else if let Some((tokens, previous)) = attrs.previous {
         if !attrs.upcasts.is_empty() {
             errors.spanned(
@@ -48,8 +50,7 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
         }
         evolution = Evolution::Previous(previous);
     } else if !attrs.upcasts.is_empty() {
-        evolution =
-            Evolution::Upcast(upcasts(ident, attrs.upcasts, version, version_known, attrs.version.as_ref(), errors));
+        evolution = Evolution::Upcast(upcasts(ident, attrs.upcasts, version, attrs.version.as_ref(), errors));
     }
 
     expandable.then_some(Model { ident, name, version, aliases, evolution })
@@ -112,7 +113,6 @@ fn upcasts(
     ident: &syn::Ident,
     upcasts: Vec<Upcast>,
     version: u32,
-    version_known: bool,
     version_lit: Option<&(syn::LitInt, u32)>,
     errors: &mut Errors,
 ) -> BTreeMap<u32, syn::Path> {
@@ -140,7 +140,7 @@ fn upcasts(
                 errors.spanned(&lit, format!("event versions start at 1, so no version 0 is stored; {range}"));
                 return None;
             }
-            if version_known && from >= version {
+            if from >= version {
                 errors.spanned(
                     &lit,
                     format!("`from = {from}` is not older than `{ident}`'s version {version}; an upcaster turns version `from` into `from + 1`, so {range}"),
@@ -169,7 +169,7 @@ fn upcasts(
         }
     }
     let missing: Vec<u32> = (1..version).filter(|v| !written.contains(v)).collect();
-    if version_known && !bad_from && !missing.is_empty() {
+    if !bad_from && !missing.is_empty() {
         let list = missing.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ");
         let fix = missing
             .iter()

@@ -22,17 +22,18 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
     // Spanned on the type's name, so that a missing supertrait (`Serialize`, `Clone`, ...)
     // is reported there.
     let span = Span::call_site().located_at(ident.span());
-    let header = quote_spanned!(span=> impl ::annals::Event for #ident);
+    let event_impl = quote_spanned! {span=>
+        #[automatically_derived]
+        impl ::annals::Event for #ident {
+            const NAME: &'static str = #name;
+            const VERSION: u32 = #version;
+            #aliases
+            #decode_version
+        }
+    };
     quote! {
         const _: () = {
-            #[automatically_derived]
-            #header {
-                const NAME: &'static str = #name;
-                const VERSION: u32 = #version;
-                #aliases
-                #decode_version
-            }
-
+            #event_impl
             #previous_check
         };
     }

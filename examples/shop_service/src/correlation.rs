@@ -1,0 +1,40 @@
+//! Correlation ids: every request carries one, from the client's `x-correlation-id`
+//! header or made here, and every response echoes it. Commands stamp it on the events
+//! they store (`Metadata::correlation_id`), so the notification a checkout causes can be
+//! traced back to the HTTP request that caused it.
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// The request and response header.
+pub const HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
+
+/// The correlation id of the current request (a request extension set by [`layer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CorrelationId(pub Uuid);
+
+/// Middleware: takes the UUID in `x-correlation-id` or makes a new one (UUID v7), hands
+/// it to handlers as a [`CorrelationId`] extension and echoes it in the response.
+/// A header that is not a UUID is a 400.
+pub(crate) async fn layer(mut request: Request, next: Next) -> Response {
+    let id = match request.headers().get(&HEADER) {
+        None => Uuid::now_v7(),
+        Some(value) => match value.to_str().ok().and_then(|v| Uuid::parse_str(v.trim()).ok()) {
+            Some(id) => id,
+            None => {
+                return ApiError::bad_request(format!("the `{HEADER}` header must be a UUID")).into_response();
+            }
+        },
+    };
+    request.extensions_mut().insert(CorrelationId(id));
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    response
+}

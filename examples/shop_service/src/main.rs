@@ -1,0 +1,79 @@
+//! `cargo run -p shop-service`: the shop service on `127.0.0.1:$PORT` (default 3000), on
+//! the in-memory store, or on PostgreSQL when `DATABASE_URL` is set (feature `postgres`).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use shop_service::ServiceStore;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shop-service: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), BoxError> {
+    let port = match std::env::var("PORT") {
+        Ok(port) => port.parse::<u16>().map_err(|e| format!("PORT=`{port}` is not a port number: {e}"))?,
+        Err(_) => 3000,
+    };
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    match std::env::var("DATABASE_URL").ok().filter(|url| !url.trim().is_empty()) {
+        None => serve(annals_memory::MemoryStore::new(), addr, "the in-memory store").await,
+        Some(url) => serve(postgres(&url).await?, addr, "PostgreSQL (DATABASE_URL)").await,
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres(url: &str) -> Result<annals_postgres::PostgresStore, BoxError> {
+    let store = annals_postgres::PostgresStore::connect(url).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres(_url: &str) -> Result<annals_memory::MemoryStore, BoxError> {
+    Err("DATABASE_URL is set, but this build has no PostgreSQL support: \
+         run `cargo run -p shop-service --features postgres`, or unset DATABASE_URL for the in-memory store"
+        .into())
+}
+
+async fn serve<S: ServiceStore>(store: S, addr: SocketAddr, store_name: &str) -> Result<(), BoxError> {
+    let running = shop_service::start_with_shutdown(store, addr, shutdown_signal()).await?;
+    println!("shop-service: listening on {} with {store_name}; Ctrl-C or SIGTERM stops it", running.url());
+    running.wait().await?;
+    println!("shop-service: stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or, on Unix, SIGTERM (what container runtimes send). A signal
+/// that cannot be watched never completes: the server then runs until killed.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,189 @@
+//! Subscriptions on PostgreSQL: the store-generic suite, plus what only PostgreSQL can get
+//! wrong: transactions that commit out of position order, transactions held open or
+//! rolled back, filters pushed down to SQL, and LISTEN/NOTIFY wake-ups.
+//!
+//! The server is `DATABASE_URL` when set, otherwise a throwaway server (see
+//! `annals_postgres::testing`). Each test works in a schema of its own.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed unwrap is a failed test")]
+
+#[path = "suites/subscriptions.rs"]
+mod suite;
+
+use std::time::Duration;
+
+use annals::subscription::{Checkpoint, EventFeed, Filter};
+use annals::{EventStore, ExpectedVersion, NewEvent};
+use annals_postgres::sqlx::{self, PgConnection};
+use annals_postgres::testing::fresh_store;
+use annals_postgres::PostgresStore;
+use futures::StreamExt;
+use serde_json::json;
+
+async fn store() -> PostgresStore {
+    fresh_store().await.expect("a PostgreSQL store in a fresh schema")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_delivers_matching_events_once_in_order() {
+    suite::catch_up_delivers_matching_events_once_in_order(store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_filter_keeps_only_those_streams() {
+    suite::a_stream_filter_keeps_only_those_streams(store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_running_subscription_follows_concurrent_writers() {
+    suite::a_running_subscription_follows_concurrent_writers(store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_handler_is_retried_without_double_applying() {
+    suite::a_failing_handler_is_retried_without_double_applying(store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_keeps_failing_stops_visibly_and_resumes_after_a_fix() {
+    suite::a_handler_that_keeps_failing_stops_visibly_and_resumes_after_a_fix(store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_subscription_resumes_from_the_checkpoint() {
+    suite::a_restarted_subscription_resumes_from_the_checkpoint(store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebuild_while_running_loses_and_repeats_nothing() {
+    suite::a_rebuild_while_running_loses_and_repeats_nothing(store().await).await;
+}
+
+fn event(n: u64) -> NewEvent {
+    NewEvent::new("e", 1, json!({ "n": n }))
+}
+
+/// Inserts an event with a raw statement inside the caller's transaction.
+async fn insert_raw(conn: &mut PgConnection, store: &PostgresStore, stream: &str, version: i64, n: u64) {
+    sqlx::query(&format!(
+        "INSERT INTO {}.events (stream_id, stream_version, event_type, event_version, payload, event_id) \
+         VALUES ($1, $2, 'e', 1, $3, gen_random_uuid())",
+        store.schema().quoted()
+    ))
+    .bind(stream)
+    .bind(version)
+    .bind(json!({ "n": n }))
+    .execute(conn)
+    .await
+    .unwrap();
+}
+
+fn ns(batch: &annals::subscription::FeedBatch) -> Vec<u64> {
+    batch.events.iter().map(|e| e.envelope.payload["n"].as_u64().unwrap()).collect()
+}
+
+/// A transaction that started writing first but takes its position last: while it is
+/// open, the events committed after it are held back (a reader would otherwise resume past
+/// the position it is about to fill); once it commits, both arrive, the older
+/// transaction's first, and nothing is ever delivered behind a checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_transaction_holds_back_later_commits_and_nothing_is_skipped() {
+    let store = store().await;
+    store.append("s-0", ExpectedVersion::NoStream, vec![event(0)]).await.unwrap();
+    let mut slow = store.pool().begin().await.unwrap();
+    let _: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::int8").fetch_one(&mut *slow).await.unwrap();
+    store.append("s-1", ExpectedVersion::NoStream, vec![event(1)]).await.unwrap(); // position 2, committed
+    let first = store.read_feed(Checkpoint::START, &Filter::all(), 100).await.unwrap();
+    assert_eq!(ns(&first), [0], "event 1 must wait for the open transaction");
+    insert_raw(&mut slow, &store, "s-2", 1, 2).await; // position 3, but an older transaction
+    let again = store.read_feed(first.next, &Filter::all(), 100).await.unwrap();
+    assert!(again.events.is_empty());
+    assert_eq!(again.next, first.next, "no progress while held back");
+    slow.commit().await.unwrap();
+    let rest = store.read_feed(first.next, &Filter::all(), 100).await.unwrap();
+    assert_eq!(ns(&rest), [2, 1], "transaction order, not position order");
+    let positions: Vec<u64> = rest.events.iter().map(|e| e.envelope.global_position).collect();
+    assert_eq!(positions, [3, 2]);
+    assert!(rest.events.windows(2).all(|w| w[0].checkpoint < w[1].checkpoint));
+    assert!(rest.events[0].checkpoint > first.next);
+}
+
+/// A rolled-back transaction blocks nobody and its events are never delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_transaction_blocks_nobody() {
+    let store = store().await;
+    let mut doomed = store.pool().begin().await.unwrap();
+    insert_raw(&mut doomed, &store, "doomed", 1, 99).await;
+    store.append("s", ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+    assert!(store.read_feed(Checkpoint::START, &Filter::all(), 10).await.unwrap().events.is_empty());
+    doomed.rollback().await.unwrap();
+    store.append("s", ExpectedVersion::Exact(1), vec![event(2)]).await.unwrap();
+    let batch = store.read_feed(Checkpoint::START, &Filter::all(), 10).await.unwrap();
+    assert_eq!(ns(&batch), [1, 2]);
+}
+
+/// Pages: a full page continues after its last event; events the filter skips are not
+/// scanned again, and with nothing new the checkpoint stays put (no spinning).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_and_skipped_events_advance_the_checkpoint_once() {
+    let store = store().await;
+    for n in 0..5 {
+        store.append("s", ExpectedVersion::Any, vec![event(n)]).await.unwrap();
+    }
+    let page = store.read_feed(Checkpoint::START, &Filter::all(), 3).await.unwrap();
+    assert_eq!(ns(&page), [0, 1, 2]);
+    assert_eq!(page.next, page.events[2].checkpoint);
+    let rest = store.read_feed(page.next, &Filter::all(), 3).await.unwrap();
+    assert_eq!(ns(&rest), [3, 4]);
+    let none = Filter::all().event_types(["nothing.matches"]);
+    let skipped = store.read_feed(Checkpoint::START, &none, 3).await.unwrap();
+    assert!(skipped.events.is_empty());
+    assert_eq!(skipped.next, rest.next, "past every skipped event");
+    // Unrelated transactions (here: on another table) move the horizon, not the checkpoint.
+    let other = format!("{}.other", store.schema().quoted());
+    sqlx::raw_sql(&format!("CREATE TABLE {other} (x int); INSERT INTO {other} VALUES (1)"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let idle = store.read_feed(rest.next, &Filter::all(), 3).await.unwrap();
+    assert!(idle.events.is_empty());
+    assert_eq!(idle.next, rest.next);
+}
+
+/// Stream and category filters are exact, whatever characters the names contain
+/// (`%`, `_` and `\` mean nothing special).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_and_category_filters_match_names_literally() {
+    let store = store().await;
+    let streams = ["a_b-1", "axb-1", "a%-1", "a%x-1", "a\\-1", "a_b", "a_b-", "A_b-2"];
+    for (n, stream) in streams.iter().enumerate() {
+        store.append(stream, ExpectedVersion::NoStream, vec![event(n as u64)]).await.unwrap();
+    }
+    let read = |filter: Filter| {
+        let store = store.clone();
+        async move { ns(&store.read_feed(Checkpoint::START, &filter, 100).await.unwrap()) }
+    };
+    assert_eq!(read(Filter::all().category("a_b")).await, [0, 6]);
+    assert_eq!(read(Filter::all().category("a%")).await, [2]);
+    assert_eq!(read(Filter::all().category("a\\")).await, [4]);
+    assert_eq!(read(Filter::all().stream("a_b")).await, [5]);
+    assert_eq!(read(Filter::all().stream("a%-1")).await, [2]);
+    for filter in [Filter::all().category("a_b"), Filter::all().category("a%"), Filter::all().stream("a_b")] {
+        let delivered = read(filter.clone()).await;
+        let expected: Vec<u64> = (0..streams.len() as u64).filter(|&n| filter.matches(streams[n as usize], "e")).collect();
+        assert_eq!(delivered, expected, "{filter:?}: SQL and Filter::matches agree");
+    }
+}
+
+/// Appends wake subscribers through LISTEN/NOTIFY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_wake_subscribers() {
+    let store = store().await;
+    let mut wakeups = store.wakeups().await.unwrap();
+    store.append("s", ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), wakeups.next()).await.expect("a wake-up within 5 s").unwrap();
+    // A rolled-back insert wakes nobody: NOTIFY is delivered at commit.
+    let mut doomed = store.pool().begin().await.unwrap();
+    insert_raw(&mut doomed, &store, "doomed", 1, 9).await;
+    doomed.rollback().await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(300), wakeups.next()).await.is_err());
+}
