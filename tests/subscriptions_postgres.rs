@@ -4,7 +4,12 @@
 //!
 //! The server is `DATABASE_URL` when set, otherwise a throwaway server (see
 //! `annals_postgres::testing`). Each test works in a schema of its own.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed unwrap is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 #[path = "suites/subscriptions.rs"]
 mod suite;
@@ -19,42 +24,53 @@ use annals_postgres::PostgresStore;
 use futures::StreamExt;
 use serde_json::json;
 
+/// Tests that hold a writing transaction open hold back every subscriber on the server
+/// (see `annals_postgres::feed`): they run alone, the others together.
+static GATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 async fn store() -> PostgresStore {
     fresh_store().await.expect("a PostgreSQL store in a fresh schema")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catch_up_delivers_matching_events_once_in_order() {
+    let _gate = GATE.read().await;
     suite::catch_up_delivers_matching_events_once_in_order(store().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_filter_keeps_only_those_streams() {
+    let _gate = GATE.read().await;
     suite::a_stream_filter_keeps_only_those_streams(store().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_running_subscription_follows_concurrent_writers() {
+    let _gate = GATE.read().await;
     suite::a_running_subscription_follows_concurrent_writers(store().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_handler_is_retried_without_double_applying() {
+    let _gate = GATE.read().await;
     suite::a_failing_handler_is_retried_without_double_applying(store().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_keeps_failing_stops_visibly_and_resumes_after_a_fix() {
+    let _gate = GATE.read().await;
     suite::a_handler_that_keeps_failing_stops_visibly_and_resumes_after_a_fix(store().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_subscription_resumes_from_the_checkpoint() {
+    let _gate = GATE.read().await;
     suite::a_restarted_subscription_resumes_from_the_checkpoint(store().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rebuild_while_running_loses_and_repeats_nothing() {
+    let _gate = GATE.read().await;
     suite::a_rebuild_while_running_loses_and_repeats_nothing(store().await).await;
 }
 
@@ -87,6 +103,7 @@ fn ns(batch: &annals::subscription::FeedBatch) -> Vec<u64> {
 /// transaction's first, and nothing is ever delivered behind a checkpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_transaction_holds_back_later_commits_and_nothing_is_skipped() {
+    let _gate = GATE.write().await;
     let store = store().await;
     store.append("s-0", ExpectedVersion::NoStream, vec![event(0)]).await.unwrap();
     let mut slow = store.pool().begin().await.unwrap();
@@ -110,6 +127,7 @@ async fn an_open_transaction_holds_back_later_commits_and_nothing_is_skipped() {
 /// A rolled-back transaction blocks nobody and its events are never delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_transaction_blocks_nobody() {
+    let _gate = GATE.write().await;
     let store = store().await;
     let mut doomed = store.pool().begin().await.unwrap();
     insert_raw(&mut doomed, &store, "doomed", 1, 99).await;
@@ -125,6 +143,7 @@ async fn a_rolled_back_transaction_blocks_nobody() {
 /// scanned again, and with nothing new the checkpoint stays put (no spinning).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_and_skipped_events_advance_the_checkpoint_once() {
+    let _gate = GATE.read().await;
     let store = store().await;
     for n in 0..5 {
         store.append("s", ExpectedVersion::Any, vec![event(n)]).await.unwrap();
@@ -153,6 +172,7 @@ async fn pages_and_skipped_events_advance_the_checkpoint_once() {
 /// (`%`, `_` and `\` mean nothing special).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_and_category_filters_match_names_literally() {
+    let _gate = GATE.read().await;
     let store = store().await;
     let streams = ["a_b-1", "axb-1", "a%-1", "a%x-1", "a\\-1", "a_b", "a_b-", "A_b-2"];
     for (n, stream) in streams.iter().enumerate() {
@@ -169,7 +189,8 @@ async fn stream_and_category_filters_match_names_literally() {
     assert_eq!(read(Filter::all().stream("a%-1")).await, [2]);
     for filter in [Filter::all().category("a_b"), Filter::all().category("a%"), Filter::all().stream("a_b")] {
         let delivered = read(filter.clone()).await;
-        let expected: Vec<u64> = (0..streams.len() as u64).filter(|&n| filter.matches(streams[n as usize], "e")).collect();
+        let expected: Vec<u64> =
+            (0..streams.len() as u64).filter(|&n| filter.matches(streams[n as usize], "e")).collect();
         assert_eq!(delivered, expected, "{filter:?}: SQL and Filter::matches agree");
     }
 }
@@ -177,6 +198,7 @@ async fn stream_and_category_filters_match_names_literally() {
 /// Appends wake subscribers through LISTEN/NOTIFY.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_wake_subscribers() {
+    let _gate = GATE.write().await;
     let store = store().await;
     let mut wakeups = store.wakeups().await.unwrap();
     store.append("s", ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();

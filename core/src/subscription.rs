@@ -154,6 +154,16 @@ pub trait EventFeed: EventStore {
     /// A stream that yields whenever events may have been appended. Subscriptions also poll,
     /// so a lost wake-up only delays them.
     fn wakeups(&self) -> impl Future<Output = Result<BoxStream<'static, ()>, StoreError>> + Send;
+
+    /// Waits until every event committed before the call can be read: afterwards,
+    /// [`read_feed`](Self::read_feed) holds back none of them. [`Subscription::catch_up`]
+    /// calls it first, so it processes at least every event committed before it was
+    /// called. A store that delivers events as soon as they are committed returns at once
+    /// (the default); on PostgreSQL this waits for the transactions running at the call
+    /// to end.
+    fn settle(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// Where a subscription delivers events: a projection together with its checkpoint.
@@ -312,9 +322,10 @@ impl<F: EventFeed, S: Sink> Subscription<F, S> {
         &self.sink
     }
 
-    /// Processes every committed event after the checkpoint, then returns the checkpoint
-    /// reached.
+    /// Processes every event committed after the checkpoint (at least up to the call; see
+    /// [`EventFeed::settle`]), then returns the checkpoint reached.
     pub async fn catch_up(&mut self) -> Result<Checkpoint, SubscriptionError> {
+        self.feed.settle().await.map_err(|source| self.store_error(source))?;
         let mut checkpoint = self.load_checkpoint().await?;
         loop {
             let batch = self.read(checkpoint).await?;

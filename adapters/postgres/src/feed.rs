@@ -89,10 +89,8 @@ use crate::error::store_error;
 use crate::schema::SchemaName;
 use crate::{non_negative, rows, PostgresStore};
 
-/// The columns [`crate::rows::envelope`] decodes, in its order (indexes 0 to 10).
-const PAGE_COLUMNS: &str = "page.global_position, page.stream_id, page.stream_version, page.event_type, \
-                            page.event_version, page.payload, page.metadata, page.event_id, page.correlation_id, \
-                            page.causation_id, page.recorded_at";
+/// The longest pause between two looks at the horizon in `settle`.
+const SETTLE_MAX_PAUSE: Duration = Duration::from_millis(50);
 
 /// How long the wake-up stream waits before listening again after its connection failed.
 const RELISTEN_DELAY: Duration = Duration::from_secs(1);
@@ -103,11 +101,13 @@ const RELISTEN_DELAY: Duration = Duration::from_secs(1);
 /// `$4` stream (NULL: all), `$5` category (NULL: all), `$6` page size. One row per event,
 /// or one row of NULL event columns when the page is empty; every row carries the last
 /// event below the horizon (`tail_commit`, `tail_position`; NULL when there is none).
-/// Columns 0 to 10 are the envelope's, then `commit`, `tail_commit`, `tail_position`.
+/// The first columns are the ones [`crate::rows::envelope`] decodes (unqualified, they
+/// can only name the page's columns); the others are read by name.
 pub(crate) fn read_feed_sql(schema: &SchemaName) -> String {
     let s = schema.quoted();
+    let columns = crate::sql::columns();
     format!(
-        "SELECT {PAGE_COLUMNS}, page.transaction_id::text::int8 AS commit, \
+        "SELECT {columns}, page.transaction_id::text::int8 AS feed_commit, \
                 tail.commit AS tail_commit, tail.position AS tail_position \
          FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) AS horizon \
          LEFT JOIN LATERAL ( \
@@ -175,13 +175,13 @@ impl EventFeed for PostgresStore {
         for row in &rows {
             let column_error = |e| store_error(operation(), e);
             if tail.is_none() {
-                let commit: Option<i64> = row.try_get(12).map_err(column_error)?;
-                let position: Option<i64> = row.try_get(13).map_err(column_error)?;
+                let commit: Option<i64> = row.try_get("tail_commit").map_err(column_error)?;
+                let position: Option<i64> = row.try_get("tail_position").map_err(column_error)?;
                 if let (Some(commit), Some(position)) = (commit, position) {
                     tail = Some(checkpoint(commit, position)?);
                 }
             }
-            let Some(commit) = row.try_get::<Option<i64>, _>(11).map_err(column_error)? else {
+            let Some(commit) = row.try_get::<Option<i64>, _>("feed_commit").map_err(column_error)? else {
                 continue; // the empty page's single row
             };
             let envelope = rows::envelope(row, operation)?;
@@ -196,6 +196,28 @@ impl EventFeed for PostgresStore {
             _ => tail.into_iter().chain(events.last().map(|e| e.checkpoint)).max().unwrap_or(after),
         };
         Ok(FeedBatch { events, next: next.max(after) })
+    }
+
+    /// Waits until the horizon passes every transaction id assigned before the call
+    /// (`pg_snapshot_xmax` of a snapshot taken now), polling with a growing pause.
+    async fn settle(&self) -> Result<(), StoreError> {
+        let operation = || "waiting for the transactions running now to end".to_owned();
+        let target: i64 = sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8")
+            .fetch_one(self.pool())
+            .await
+            .map_err(|e| store_error(operation(), e))?;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let horizon: i64 = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8")
+                .fetch_one(self.pool())
+                .await
+                .map_err(|e| store_error(operation(), e))?;
+            if horizon >= target {
+                return Ok(());
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(SETTLE_MAX_PAUSE);
+        }
     }
 
     async fn wakeups(&self) -> Result<BoxStream<'static, ()>, StoreError> {

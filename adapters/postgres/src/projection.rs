@@ -40,7 +40,7 @@
 //!
 //! # Rebuilding
 //! - **In place**: stop the projection's runners, then [`PgProjection::reset`] deletes
-//!   its checkpoint and runs your hook (e.g. `TRUNCATE` of its tables) in one
+//!   its checkpoint and lets you clear its tables (e.g. `TRUNCATE`) in the same
 //!   transaction; the next run replays every event. Reset refuses while a runner holds
 //!   the projection's lock.
 //! - **Side by side** (the old version keeps serving): give the new version its own
@@ -78,8 +78,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use annals::subscription::{
@@ -262,47 +260,35 @@ impl<P: Projection<Context = PgConnection>> PgProjection<P> {
         PgProjectionRunner::new(store, self)
     }
 
-    /// Resets the projection so that its next run replays every event: in one
-    /// transaction, deletes its checkpoint and runs `clear` (which should empty its
-    /// tables). Fails with [`ResetError::Running`] while a [`PgProjectionRunner`] of it is
-    /// active anywhere; stop the runners first.
+    /// Starts resetting the projection so that its next run replays every event: takes
+    /// its lock, begins a transaction and deletes its checkpoint in it. Clear the read
+    /// model on [`Reset::connection`], then [`Reset::commit`]: checkpoint and read model
+    /// are reset together, or (dropped without commit) not at all. Fails with
+    /// [`ResetError::Running`] while a [`PgProjectionRunner`] of it is active anywhere;
+    /// stop the runners first.
     ///
     /// ```no_run
     /// # use annals_postgres::{sqlx, PgProjection, PgConnection};
-    /// # async fn run<P: annals::Projection<Context = PgConnection>>(mut projection: PgProjection<P>) -> Result<(), annals_postgres::ResetError> {
-    /// projection
-    ///     .reset(|tx| {
-    ///         Box::pin(async move {
-    ///             sqlx::query("TRUNCATE cart_summaries").execute(&mut *tx).await?;
-    ///             Ok(())
-    ///         })
-    ///     })
-    ///     .await?;
+    /// # async fn run<P: annals::Projection<Context = PgConnection>>(mut projection: PgProjection<P>) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut reset = projection.reset().await?;
+    /// sqlx::query("TRUNCATE cart_summaries").execute(reset.connection()).await?;
+    /// reset.commit().await?;
     /// # Ok(()) }
     /// ```
-    pub async fn reset<F>(&mut self, clear: F) -> Result<(), ResetError>
-    where
-        F: for<'c> FnOnce(&'c mut PgConnection) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'c>>
-            + Send,
-    {
+    pub async fn reset(&mut self) -> Result<Reset, ResetError> {
+        self.seen = None;
+        self.pending = None;
         let name = self.name.clone();
         let operation = || format!("resetting projection `{name}` in schema `{}`", self.store.schema());
         let fail = |e| ResetError::Store(store_error(operation(), e));
         let mut lock = self.store.pool().acquire().await.map_err(fail)?.detach();
         if !try_lock(&mut lock, &lock_name(&self.store, &name)).await.map_err(fail)? {
+            let _ = lock.close().await;
             return Err(ResetError::Running { name });
         }
-        let result = async {
-            let mut tx = self.store.pool().begin().await.map_err(fail)?;
-            Checkpoints::of(&self.store).delete(&mut tx, &name).await.map_err(fail)?;
-            clear(&mut tx).await.map_err(|source| ResetError::Clear { name: name.clone(), source })?;
-            tx.commit().await.map_err(fail)
-        }
-        .await;
-        let _ = lock.close().await; // releases the lock; dropping the connection would too
-        self.seen = None;
-        self.pending = None;
-        result
+        let mut tx = self.store.pool().begin().await.map_err(fail)?;
+        Checkpoints::of(&self.store).delete(&mut tx, &name).await.map_err(fail)?;
+        Ok(Reset { lock, tx, operation: operation() })
     }
 
     async fn load(&mut self) -> Result<Checkpoint, sqlx::Error> {
@@ -488,6 +474,36 @@ impl<P: Projection<Context = ()>> Sink for AtLeastOnce<P> {
     }
 }
 
+/// A reset in progress (see [`PgProjection::reset`]): the projection's lock and a
+/// transaction in which its checkpoint is already deleted. Dropping it without
+/// [`commit`](Self::commit) rolls back and releases the lock.
+pub struct Reset {
+    lock: PgConnection,
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    operation: String,
+}
+
+impl Reset {
+    /// The reset's transaction: clear the projection's tables here.
+    pub fn connection(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Commits the reset and releases the projection's lock.
+    pub async fn commit(self) -> Result<(), ResetError> {
+        let Reset { lock, tx, operation } = self;
+        let committed = tx.commit().await.map_err(|e| ResetError::Store(store_error(operation, e)));
+        let _ = lock.close().await; // releases the lock; dropping the connection would too
+        committed
+    }
+}
+
+impl std::fmt::Debug for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reset").field("operation", &self.operation).finish_non_exhaustive()
+    }
+}
+
 async fn stored_checkpoint(store: &PostgresStore, name: &str) -> Result<Option<Checkpoint>, StoreError> {
     let operation = || format!("reading the checkpoint of projection `{name}`");
     let mut conn = store.pool().acquire().await.map_err(|e| store_error(operation(), e))?;
@@ -507,15 +523,6 @@ pub enum ResetError {
     Running {
         /// The projection.
         name: String,
-    },
-    /// The reset hook failed; nothing was reset.
-    #[error("resetting projection `{name}`: the reset hook failed, nothing was reset: {source}")]
-    Clear {
-        /// The projection.
-        name: String,
-        /// The hook's error.
-        #[source]
-        source: BoxError,
     },
     /// The database failed; nothing was reset.
     #[error(transparent)]

@@ -14,7 +14,7 @@ use crate::error::ApiError;
 /// The request and response header.
 pub const HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
 
-/// The correlation id of the current request (a request extension set by [`layer`]).
+/// The correlation id of the current request (a request extension set by the middleware).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CorrelationId(pub Uuid);
 

@@ -146,7 +146,7 @@ impl Sink for NotificationConsumer {
     }
 
     /// Queues the emails, then records the checkpoint: an event is handed out again if
-    /// the consumer stops in between, and [`Outbox::handle`] ignores it the second time.
+    /// the consumer stops in between, and the outbox ignores it the second time (keyed by event id).
     async fn process(&mut self, events: &[FeedEvent], next: Checkpoint) -> Result<(), SinkError> {
         for event in events {
             let envelope = &event.envelope;

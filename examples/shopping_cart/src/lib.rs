@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+pub mod projections;
+
 use annals::prelude::*;
 use annals::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};

@@ -5,9 +5,11 @@
 //! `DATABASE_URL=postgres://user@host/db cargo run -p shopping-cart` on PostgreSQL (tables
 //! in schema `annals`, created on first run). The story is the same code for both stores.
 
-use annals::{Committed, EventStore, ExecuteError, Repository};
+use annals::subscription::Subscription;
+use annals::{Aggregate, Committed, EventStore, ExecuteError, Repository};
 use annals_memory::MemoryStore;
-use annals_postgres::PostgresStore;
+use annals_postgres::{PgProjection, PostgresStore};
+use shopping_cart::projections::{BestSellers, CartSummaries};
 use shopping_cart::{AddItem, Cart, CartError, Checkout, RemoveItem};
 
 #[tokio::main]
@@ -19,13 +21,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             store.migrate().await?;
             // A new cart on every run, so the story reads the same each time.
             let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-            story(store, &format!("42-{run}")).await
+            let cart_id = format!("42-{run}");
+            story(store.clone(), &cart_id).await?;
+            read_models(&store, &cart_id).await
         }
         _ => {
             println!("(on the in-memory store; set DATABASE_URL to run on PostgreSQL)\n");
             story(MemoryStore::new(), "42").await
         }
     }
+}
+
+/// The read side on PostgreSQL: projections catch up from their checkpoints, writing
+/// their tables and checkpoint in one transaction per batch, then answer queries.
+async fn read_models(store: &PostgresStore, cart_id: &str) -> Result<(), Box<dyn std::error::Error>> {
+    println!("\n== Read models kept by projections, in PostgreSQL tables");
+    let summaries = PgProjection::new(store.clone(), CartSummaries::new(store).await?);
+    let mut subscription = Subscription::new(store.clone(), summaries);
+    subscription.catch_up().await?;
+    let stream = Cart::stream_id(cart_id);
+    if let Some(summary) = subscription.sink().projection().get(store, &stream).await? {
+        println!(
+            "cart_summaries:  {} holds {} unit(s) worth {} cents, checked out: {} (as of version {})",
+            summary.cart, summary.units, summary.total_cents, summary.checked_out, summary.version
+        );
+    }
+    let best_sellers = PgProjection::new(store.clone(), BestSellers::new(store).await?);
+    let mut subscription = Subscription::new(store.clone(), best_sellers);
+    subscription.catch_up().await?;
+    println!("best_sellers:    units sold over every checked-out cart in this database");
+    for (sku, units) in subscription.sink().projection().top(store, 5).await? {
+        println!("  {sku:<5} {units}");
+    }
+    Ok(())
 }
 
 /// The story, the same on every store.
@@ -77,6 +105,23 @@ async fn story<S: EventStore>(store: S, cart_id: &str) -> Result<(), Box<dyn std
     );
     for (sku, line) in &then.state.items {
         println!("  {sku:<5} × {} at {} cents", line.qty, line.unit_price_cents);
+    }
+
+    let changes = carts.history(cart_id, 2..=3).await?;
+    println!("\n== What changed between versions 2 and 3, and the cart as of that moment");
+    for e in &changes {
+        println!("  v{} {} {}", e.stream_version, e.event_type, e.payload);
+    }
+    if let Some(last) = changes.last() {
+        let at = last.recorded_at;
+        let as_of = carts.load_as_of(cart_id, at).await?;
+        println!(
+            "as of {}: version {}, total {} cents, checked out: {}",
+            at.format("%H:%M:%S%.6f"),
+            as_of.version,
+            as_of.state.total_cents(),
+            as_of.state.checked_out
+        );
     }
     Ok(())
 }
