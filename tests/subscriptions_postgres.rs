@@ -209,3 +209,25 @@ async fn appends_wake_subscribers() {
     doomed.rollback().await.unwrap();
     assert!(tokio::time::timeout(Duration::from_millis(300), wakeups.next()).await.is_err());
 }
+
+/// A writer whose connections set `annals.notify = off` wakes nobody (its appends skip
+/// NOTIFY and its commit-serializing lock); subscriptions still find its events by polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_can_opt_out_of_notifications_and_subscribers_still_poll() {
+    let _gate = GATE.write().await;
+    let store = store().await;
+    let url = annals_postgres::testing::database_url().unwrap();
+    let quiet_options = PostgresStore::connect_options(&url).unwrap().options([("annals.notify", "off")]);
+    let quiet_pool = PostgresStore::pool_options().connect_with(quiet_options).await.unwrap();
+    let quiet_writer = PostgresStore::new(quiet_pool).with_schema(store.schema().clone());
+    let mut wakeups = store.wakeups().await.unwrap();
+    quiet_writer.append("quiet", ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), wakeups.next()).await.is_err(),
+        "no notification from an opted-out writer"
+    );
+    let batch = store.read_feed(Checkpoint::START, &Filter::all(), 10).await.unwrap();
+    assert_eq!(batch.events.len(), 1, "the event is there for a polling subscriber");
+    store.append("loud", ExpectedVersion::NoStream, vec![event(2)]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), wakeups.next()).await.expect("other writers still notify").unwrap();
+}

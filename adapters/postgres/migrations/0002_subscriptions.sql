@@ -20,6 +20,12 @@ CREATE TABLE {schema}.projection_checkpoints (
 -- appended. One notification per insert statement; NOTIFY delivers it at commit, and
 -- folds identical notifications of one transaction into one. Subscribers also poll, so
 -- a lost notification only delays them.
+--
+-- NOTIFY has a cost under many concurrent writers: PostgreSQL serializes the commits of
+-- notifying transactions (a cluster-wide lock held through the commit's WAL flush).
+-- Writers that need every bit of append throughput set `annals.notify = off` on their
+-- connections (e.g. `PgConnectOptions::options([("annals.notify", "off")])`); their
+-- appends then notify nobody, and subscribers find them by polling.
 CREATE FUNCTION {schema}.notify_events_appended() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -31,4 +37,5 @@ $$;
 CREATE TRIGGER events_appended_notify
     AFTER INSERT ON {schema}.events
     FOR EACH STATEMENT
+    WHEN (coalesce(current_setting('annals.notify', true), 'on') <> 'off')
     EXECUTE FUNCTION {schema}.notify_events_appended();

@@ -65,6 +65,12 @@
 //! after a connection loss. Subscriptions also poll, so a lost notification only delays
 //! them.
 //!
+//! NOTIFY has a cost under many concurrent writers: PostgreSQL serializes the commits of
+//! notifying transactions. A writer that needs all its append throughput sets
+//! `annals.notify = off` on its connections
+//! (`PgConnectOptions::options([("annals.notify", "off")])`): the trigger then skips its
+//! appends, and subscribers find them by polling (`SubscriptionOptions::poll_interval`).
+//!
 //! ```no_run
 //! use annals::subscription::{Checkpoint, EventFeed, Filter};
 //! # async fn run(store: annals_postgres::PostgresStore) -> Result<(), annals::StoreError> {
