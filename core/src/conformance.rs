@@ -49,6 +49,7 @@ macro_rules! conformance_tests {
             invalid_stream_ids_are_rejected,
             reappending_the_same_events_is_idempotent,
             reusing_an_event_id_elsewhere_is_an_error,
+            repeating_an_event_id_in_one_append_is_an_error,
             concurrent_writers_on_one_stream_lose_nothing,
             concurrent_writers_on_many_streams_get_unique_positions
         );
@@ -354,6 +355,20 @@ pub async fn reusing_an_event_id_elsewhere_is_an_error<S: EventStore>(store: S) 
     }
     assert_eq!(store.stream_version("d-2").await.unwrap(), 0, "the failed append wrote nothing");
     assert_eq!(store.head_position().await.unwrap(), stored[0].global_position);
+}
+
+/// The same id twice in one append is refused, naming the id, and nothing is written.
+pub async fn repeating_an_event_id_in_one_append_is_an_error<S: EventStore>(store: S) {
+    let first = event(1);
+    let mut again = event(2);
+    again.event_id = first.event_id;
+    match store.append("r-1", ExpectedVersion::NoStream, vec![first.clone(), again]).await {
+        Err(StoreError::RepeatedEventId { stream, event_id }) => {
+            assert_eq!((stream.as_str(), event_id), ("r-1", first.event_id))
+        }
+        other => panic!("expected RepeatedEventId, got {other:?}"),
+    }
+    assert_eq!(store.head_position().await.unwrap(), 0);
 }
 
 /// 8 tasks append to one stream, each re-reading the version after a conflict: every

@@ -185,6 +185,23 @@ pub fn validate_stream_id(stream_id: &str) -> Result<(), StoreError> {
     Err(StoreError::InvalidStreamId { stream: stream_id.to_owned(), reason })
 }
 
+/// Checks an append's input before it reaches a store: the stream id (see
+/// [`validate_stream_id`]) and that no event id appears twice in the batch. Adapters call
+/// this first in [`EventStore::append`].
+pub fn validate_append(stream_id: &str, events: &[NewEvent]) -> Result<(), StoreError> {
+    validate_stream_id(stream_id)?;
+    if events.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    match events.iter().find(|e| !seen.insert(e.event_id)) {
+        Some(repeated) => {
+            Err(StoreError::RepeatedEventId { stream: stream_id.to_owned(), event_id: repeated.event_id })
+        }
+        None => Ok(()),
+    }
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -217,6 +234,15 @@ pub enum StoreError {
         existing_stream: String,
         /// The version at which it is stored.
         existing_version: u64,
+    },
+
+    /// The same event id appears twice in one append; nothing was written.
+    #[error("event id {event_id} appears twice in one append to stream `{stream}`; give every event its own id")]
+    RepeatedEventId {
+        /// The stream appended to.
+        stream: String,
+        /// The repeated id.
+        event_id: uuid::Uuid,
     },
 
     /// The stream id cannot be stored.

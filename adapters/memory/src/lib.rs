@@ -17,11 +17,11 @@
 //! ```
 #![warn(missing_docs)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use annals::snapshot::StoredSnapshot;
-use annals::store::{validate_stream_id, BoxStream};
+use annals::store::{validate_append, BoxStream};
 use annals::subscription::{Checkpoint, EventFeed, FeedBatch, FeedEvent, Filter};
 use annals::{Envelope, EventStore, ExpectedVersion, NewEvent, StoreError, VersionRange};
 use futures::StreamExt;
@@ -107,20 +107,6 @@ impl Log {
     }
 }
 
-fn duplicate_in_batch(stream_id: &str, events: &[NewEvent]) -> Option<StoreError> {
-    if events.len() < 2 {
-        return None;
-    }
-    let mut seen = HashSet::with_capacity(events.len());
-    let repeated = events.iter().find(|e| !seen.insert(e.event_id))?;
-    Some(StoreError::DuplicateEventId {
-        event_id: repeated.event_id,
-        stream: stream_id.to_owned(),
-        existing_stream: stream_id.to_owned(),
-        existing_version: 0,
-    })
-}
-
 impl EventStore for MemoryStore {
     async fn append(
         &self,
@@ -128,10 +114,7 @@ impl EventStore for MemoryStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Envelope>, StoreError> {
-        validate_stream_id(stream_id)?;
-        if let Some(error) = duplicate_in_batch(stream_id, &events) {
-            return Err(error);
-        }
+        validate_append(stream_id, &events)?;
         let mut log = self.log.write();
         if let Some(outcome) = log.already_stored(stream_id, &events) {
             return outcome;

@@ -47,7 +47,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annals::snapshot::StoredSnapshot;
-use annals::store::{validate_stream_id, BoxStream};
+use annals::store::{validate_append, BoxStream};
 use annals::{Envelope, EventStore, ExpectedVersion, NewEvent, StoreError, VersionRange};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
@@ -409,21 +409,6 @@ fn contains_nul(value: &serde_json::Value) -> bool {
     }
 }
 
-/// Events repeated inside one batch can never be stored.
-fn duplicate_in_batch(stream_id: &str, events: &[NewEvent]) -> Option<StoreError> {
-    if events.len() < 2 {
-        return None;
-    }
-    let mut seen = HashSet::with_capacity(events.len());
-    let repeated = events.iter().find(|e| !seen.insert(e.event_id))?;
-    Some(StoreError::DuplicateEventId {
-        event_id: repeated.event_id,
-        stream: stream_id.to_owned(),
-        existing_stream: stream_id.to_owned(),
-        existing_version: 0,
-    })
-}
-
 /// A stored position or version as `u64`, or a Backend error naming it.
 fn non_negative(value: i64, what: &str, operation: impl Fn() -> String) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| backend(operation(), format!("PostgreSQL returned invalid {what} {value}")))
@@ -511,10 +496,7 @@ impl EventStore for PostgresStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Envelope>, StoreError> {
-        validate_stream_id(stream_id)?;
-        if let Some(error) = duplicate_in_batch(stream_id, &events) {
-            return Err(error);
-        }
+        validate_append(stream_id, &events)?;
         if events.is_empty() {
             let actual = self.stream_version(stream_id).await?;
             if !expected.accepts(actual) {
