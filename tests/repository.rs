@@ -229,3 +229,90 @@ async fn an_event_written_by_newer_code_is_refused_with_its_versions() {
         other => panic!("expected VersionTooNew, got {other:?}"),
     }
 }
+
+fn unavailable(operation: &str) -> StoreError {
+    StoreError::Unavailable { operation: operation.into(), source: "connection reset by peer".into() }
+}
+
+/// A store whose connection drops right after the first append commits (the caller never
+/// hears back), and whose first stream read fails.
+#[derive(Clone)]
+struct Flaky {
+    inner: MemoryStore,
+    lose_next_reply: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    fail_next_read: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Flaky {
+    fn new(inner: MemoryStore) -> Self {
+        Flaky { inner, lose_next_reply: Default::default(), fail_next_read: Default::default() }
+    }
+}
+
+impl EventStore for Flaky {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let stored = self.inner.append(stream, expected, events).await?;
+        if self.lose_next_reply.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(unavailable("appending (reply lost)"));
+        }
+        Ok(stored)
+    }
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a str,
+        versions: VersionRange,
+    ) -> futures::stream::BoxStream<'a, Result<Envelope, StoreError>> {
+        if self.fail_next_read.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(futures::stream::once(async { Err(unavailable("reading")) }));
+        }
+        self.inner.read_stream(stream, versions)
+    }
+    fn read_all(&self, after: u64, batch: usize) -> futures::stream::BoxStream<'_, Result<Envelope, StoreError>> {
+        self.inner.read_all(after, batch)
+    }
+    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        self.inner.stream_version(stream).await
+    }
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        self.inner.head_position().await
+    }
+}
+
+#[tokio::test]
+async fn a_lost_append_reply_is_retried_with_the_same_events_and_stored_once() {
+    let inner = MemoryStore::new();
+    let flaky = Flaky::new(inner.clone());
+    let carts = Repository::<Cart, _>::new(flaky.clone());
+    carts.execute("f", add("tea", 1)).await.unwrap();
+    flaky.lose_next_reply.store(true, std::sync::atomic::Ordering::SeqCst);
+    let done = carts.execute("f", add("mug", 1)).await.unwrap();
+    assert_eq!(done.version, 2);
+    let stored = all_events(&inner).await;
+    assert_eq!(stored.len(), 2, "the re-sent append was recognised, not written twice");
+    assert_eq!(done.events, stored[1..], "the caller gets the events that were stored");
+}
+
+#[tokio::test]
+async fn a_transient_read_failure_is_retried() {
+    let flaky = Flaky::new(MemoryStore::new());
+    let carts = Repository::<Cart, _>::new(flaky.clone());
+    carts.execute("r", add("tea", 1)).await.unwrap();
+    flaky.fail_next_read.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(carts.execute("r", add("mug", 1)).await.unwrap().version, 2);
+}
+
+#[tokio::test]
+async fn without_retries_a_transient_failure_is_reported_as_transient() {
+    let flaky = Flaky::new(MemoryStore::new());
+    let carts = Repository::<Cart, _>::new(flaky.clone()).with_retry(RetryPolicy::never());
+    flaky.lose_next_reply.store(true, std::sync::atomic::Ordering::SeqCst);
+    match carts.execute("n", add("tea", 1)).await {
+        Err(ExecuteError::Store(e)) => assert!(e.is_transient() && !e.is_conflict(), "{e}"),
+        other => panic!("expected a transient store error, got {other:?}"),
+    }
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crate::aggregate::{Aggregate, Handle};
 use crate::envelope::{Envelope, Metadata, NewEvent};
@@ -36,11 +37,16 @@ pub struct Committed<A> {
     pub attempts: u32,
 }
 
-/// How [`Repository::execute`] retries after a concurrency conflict.
+/// How [`Repository::execute`] retries after a concurrency conflict or a transient store
+/// failure.
 ///
 /// On a conflict the repository reloads the aggregate and decides the command again
-/// against the new state, waiting a random time up to `backoff × 2^(attempt-1)` (capped
-/// at `max_backoff`) between attempts, so competing writers spread out.
+/// against the new state. When the store is unavailable (`StoreError::is_transient`), a
+/// failed load is retried, and a failed append is re-sent with the *same* events (same
+/// ids): if the first append did commit and only its reply was lost, the store returns
+/// the stored events instead of writing them twice. Between attempts it waits a random
+/// time up to `backoff × 2^(attempt-1)` (capped at `max_backoff`), so competing writers
+/// spread out.
 ///
 /// ```
 /// # use annals::RetryPolicy;
@@ -354,13 +360,32 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let Loaded { mut state, version } = self.load_latest(&stream).await?;
+            let Loaded { mut state, version } = match self.load_latest(&stream).await {
+                Err(LoadError::Store(e)) if e.is_transient() && attempt < max_attempts => {
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                    continue;
+                }
+                loaded => loaded?,
+            };
             let decided = state.handle(&command).map_err(ExecuteError::Rejected)?;
             if decided.is_empty() {
                 return Ok(Committed { state, version, events: Vec::new(), attempts: attempt });
             }
-            let new_events = encode(&stream, &decided, &metadata)?;
-            match self.store.append(&stream, ExpectedVersion::Exact(version), new_events).await {
+            // The ids are fixed before the first send, so re-sending after a lost reply is
+            // an idempotent re-append of the same events, never a second copy of them.
+            let ids: Vec<Uuid> = decided.iter().map(|_| Uuid::now_v7()).collect();
+            let mut sends = 0;
+            let appended = loop {
+                sends += 1;
+                let new_events = encode(&stream, &decided, &ids, &metadata)?;
+                match self.store.append(&stream, ExpectedVersion::Exact(version), new_events).await {
+                    Err(e) if e.is_transient() && sends < max_attempts => {
+                        tokio::time::sleep(self.retry.delay(sends)).await;
+                    }
+                    outcome => break outcome,
+                }
+            };
+            match appended {
                 Ok(events) => {
                     for event in decided {
                         state.apply_event(event);
@@ -388,17 +413,25 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 fn encode<E: EventSet, Err>(
     stream: &str,
     events: &[E],
+    ids: &[Uuid],
     metadata: &Metadata,
 ) -> Result<Vec<NewEvent>, ExecuteError<Err>> {
     events
         .iter()
-        .map(|event| {
+        .zip(ids)
+        .map(|(event, &event_id)| {
             let payload = event.to_payload().map_err(|source| ExecuteError::Encode {
                 stream: stream.to_owned(),
                 event_type: event.event_type(),
                 source,
             })?;
-            Ok(NewEvent::new(event.event_type(), event.event_version(), payload).with_metadata(metadata.clone()))
+            Ok(NewEvent {
+                event_id,
+                event_type: event.event_type().to_owned(),
+                event_version: event.event_version(),
+                payload,
+                metadata: metadata.clone(),
+            })
         })
         .collect()
 }
