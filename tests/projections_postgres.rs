@@ -205,10 +205,12 @@ async fn a_projection_applies_each_event_once_and_resumes_after_its_checkpoint()
     assert_eq!(totals(&store, "ledger").await[1], ("cart-1".to_owned(), 30, expected));
 }
 
-/// Two instances without a runner: the second one to write a batch finds the checkpoint
-/// moved and stops instead of applying the batch again.
+/// Two instances without a runner (or a new owner racing the commit of the one it took
+/// over from): the one whose view is stale finds the checkpoint moved, never applies a
+/// batch on top of it, and continues from the stored checkpoint: nothing twice, nothing
+/// lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_instance_is_fenced_off() {
+async fn a_stale_instance_is_fenced_off_and_resumes_from_the_stored_checkpoint() {
     let _gate = GATE.read().await;
     let store = store().await;
     create_tables(&store, "ledger").await;
@@ -217,16 +219,35 @@ async fn a_second_instance_is_fenced_off() {
     let mut b = PgProjection::new(store.clone(), Ledger::new(&store, "ledger"));
     let start = a.checkpoint().await.unwrap();
     assert_eq!(b.checkpoint().await.unwrap(), start);
-    let batch = store.read_feed(start, &Filter::for_projection::<Ledger>(), 100).await.unwrap();
-    a.process(&batch.events, batch.next).await.unwrap();
-    match b.process(&batch.events, batch.next).await {
+    let first = store.read_feed(start, &Filter::for_projection::<Ledger>(), 100).await.unwrap();
+    a.process(&first.events, first.next).await.unwrap();
+    // `b` still believes the checkpoint is at `start`: the same batch again is a no-op.
+    b.process(&first.events, first.next).await.unwrap();
+    assert_eq!(seen(&store, "ledger").await, 10);
+
+    // A stale view of a longer batch: fenced off once, then only the new events apply.
+    let mut c = PgProjection::new(store.clone(), Ledger::new(&store, "ledger"));
+    assert_eq!(c.checkpoint().await.unwrap(), first.next);
+    write_events(&store, 1, 5).await;
+    let mut stale = PgProjection::new(store.clone(), Ledger::new(&store, "ledger"));
+    stale.checkpoint().await.unwrap();
+    let longer = store.read_feed(start, &Filter::for_projection::<Ledger>(), 100).await.unwrap();
+    assert_eq!(longer.events.len(), 15);
+    c.process(&longer.events, longer.next).await.unwrap(); // applies the 5 new events
+    let later = store.read_feed(start, &Filter::for_projection::<Ledger>(), 100).await.unwrap();
+    write_events(&store, 1, 3).await;
+    let longest = store.read_feed(start, &Filter::for_projection::<Ledger>(), 100).await.unwrap();
+    assert_eq!(later.next, longer.next);
+    match stale.process(&longest.events, longest.next).await {
         Err(SinkError::Storage(error)) => {
             let moved = error.downcast_ref::<CheckpointMoved>().expect("a CheckpointMoved error");
-            assert_eq!((moved.expected, moved.found), (start, Some(batch.next)));
+            assert_eq!((moved.expected, moved.found), (first.next, Some(longer.next)));
         }
-        other => panic!("expected the second instance to be fenced off, got {other:?}"),
+        other => panic!("expected the stale instance to be fenced off once, got {other:?}"),
     }
-    assert_eq!(seen(&store, "ledger").await, 10);
+    assert_eq!(seen(&store, "ledger").await, 15, "nothing applied by the fenced-off attempt");
+    stale.process(&longest.events, longest.next).await.unwrap(); // the retry
+    assert_eq!(seen(&store, "ledger").await, 18, "every event exactly once");
 }
 
 /// Several runners of one projection: one applies the events, each once; when the active

@@ -1,15 +1,29 @@
-//! Throughput of annals on PostgreSQL against a hand-written sqlx implementation of the
+//! Throughput of annals on PostgreSQL against hand-written sqlx implementations of the
 //! same work, in one run: `cargo bench -p annals-postgres`.
 //!
 //! The server is `DATABASE_URL` when set, otherwise a throwaway server (see
-//! `annals_postgres::testing`). The raw side has a minimal events table in a schema of its
-//! own and does what a hand-written store needs per command: select the stream's events,
-//! decode them into the cart, insert the new event with the next version (the unique
-//! `(stream_id, version)` index is the expected-version check). Both sides use the same
-//! pool settings and the same cart domain.
+//! `annals_postgres::testing`). Three sides do the same work, each in a schema of its own:
 //!
-//! Ratios are annals throughput / raw throughput (for loads: raw time / annals time);
-//! 1.00 means annals costs nothing extra, above 1 means annals is faster.
+//! - **annals**: `Repository<Cart, PostgresStore>`;
+//! - **raw, same table**: hand-written sqlx on annals' own events table (created by
+//!   `PostgresStore::migrate()`: the same columns, indexes and NOTIFY trigger);
+//! - **raw, minimal table**: hand-written sqlx on a minimal events table (2 indexes, no
+//!   trigger).
+//!
+//! A raw side does what a hand-written store needs per command: select the stream's
+//! events, decode them into the cart, insert the new event with the next version (the
+//! unique `(stream_id, version)` index is the expected-version check; a unique violation
+//! is retried). All sides use the same pool settings and the same cart domain.
+//!
+//! Ratios are throughputs (for loads: inverse times), 1.00 means no difference:
+//! - *annals overhead* = annals / raw on the same table: what annals itself costs;
+//! - *table guarantees* = raw on the same table / raw on the minimal table: what the
+//!   table's guarantees (unique event ids, correlation/causation and commit-order indexes,
+//!   transaction ids, NOTIFY trigger) cost;
+//! - *total* = annals / raw on the minimal table, the product of the two.
+//!
+//! Workloads 1 and 2 also run annals with `annals.notify = off` on its connections, to
+//! show the NOTIFY trigger's share.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a benchmark reports failure by panicking")]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +37,7 @@ use annals_postgres::sqlx::{self, Row};
 use annals_postgres::testing::{database_url, fresh_schema_name, fresh_store};
 use annals_postgres::{PostgresStore, SchemaName};
 use shopping_cart::{AddItem, Cart, CartEvent, CheckedOut, ItemAdded, ItemRemoved};
+use uuid::Uuid;
 
 const ROUNDS: usize = 3;
 
@@ -30,58 +45,96 @@ fn add(i: u64) -> AddItem {
     AddItem { sku: format!("sku-{}", i % 7), qty: 1 + (i % 3) as u32, unit_price_cents: 100 + i % 50 }
 }
 
+/// The events table a hand-written store works on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Table {
+    /// A table of its own with only what the store needs: 2 indexes, no trigger.
+    Minimal,
+    /// annals' own table, created by `PostgresStore::migrate()`: every event also gets an
+    /// event id (client-generated, as annals does) and a payload version.
+    Annals,
+}
+
 /// The hand-written store: the round trips a minimal implementation needs.
 #[derive(Clone)]
 struct Raw {
     pool: PgPool,
+    table: Table,
+    schema: String,
     select: Arc<str>,
+    /// The column of the payload in `select`'s rows.
+    payload_column: usize,
     /// One new event: plain `VALUES`, as one would write it by hand.
     insert_one: Arc<str>,
     insert: Arc<str>,
 }
 
 impl Raw {
-    async fn new(url: &str) -> Raw {
+    async fn new(url: &str, table: Table) -> Raw {
         let pool = PostgresStore::pool_options().max_connections(8).connect(url).await.unwrap();
-        let schema = SchemaName::new(format!("raw_{}", fresh_schema_name())).unwrap().quoted();
-        sqlx::raw_sql(&format!(
-            "CREATE SCHEMA {schema};
-             CREATE TABLE {schema}.events (
-                 global_position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                 stream_id text NOT NULL,
-                 version bigint NOT NULL,
-                 event_type text NOT NULL,
-                 payload jsonb NOT NULL,
-                 UNIQUE (stream_id, version));"
-        ))
-        .execute(&pool)
-        .await
-        .unwrap();
+        let name = SchemaName::new(format!("raw_{}", fresh_schema_name())).unwrap();
+        let schema = name.quoted();
+        // The column of the stream version, and what annals' table adds: read columns,
+        // inserted columns, their parameters, their arrays and the arrays' names.
+        let (version, read, columns, values, arrays, names) = match table {
+            Table::Minimal => {
+                sqlx::raw_sql(&format!(
+                    "CREATE SCHEMA {schema};
+                     CREATE TABLE {schema}.events (
+                         global_position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                         stream_id text NOT NULL,
+                         version bigint NOT NULL,
+                         event_type text NOT NULL,
+                         payload jsonb NOT NULL,
+                         UNIQUE (stream_id, version));"
+                ))
+                .execute(&pool)
+                .await
+                .unwrap();
+                ("version", "", "", "", "", "")
+            }
+            Table::Annals => {
+                PostgresStore::new(pool.clone()).with_schema(name.clone()).migrate().await.unwrap();
+                (
+                    "stream_version",
+                    "event_version, ",
+                    ", event_id, event_version",
+                    ", $5, $6",
+                    ", $5::uuid[], $6::int4[]",
+                    ", id, ev",
+                )
+            }
+        };
         Raw {
             pool,
+            table,
+            schema: name.as_str().to_owned(),
             select: format!(
-                "SELECT version, event_type, payload FROM {schema}.events WHERE stream_id = $1 ORDER BY version"
+                "SELECT {version}, event_type, {read}payload FROM {schema}.events WHERE stream_id = $1 ORDER BY {version}"
             )
             .into(),
+            payload_column: if read.is_empty() { 2 } else { 3 },
             insert_one: format!(
-                "INSERT INTO {schema}.events (stream_id, version, event_type, payload) VALUES ($1, $2 + 1, $3, $4)"
+                "INSERT INTO {schema}.events (stream_id, {version}, event_type, payload{columns}) \
+                 VALUES ($1, $2 + 1, $3, $4{values})"
             )
             .into(),
             insert: format!(
-                "INSERT INTO {schema}.events (stream_id, version, event_type, payload) \
-                 SELECT $1, $2 + n, t, p FROM unnest($3::text[], $4::jsonb[]) WITH ORDINALITY AS x(t, p, n)"
+                "INSERT INTO {schema}.events (stream_id, {version}, event_type, payload{columns}) \
+                 SELECT $1, $2 + n, t, p{names} FROM unnest($3::text[], $4::jsonb[]{arrays}) \
+                 WITH ORDINALITY AS x(t, p{names}, n)"
             )
             .into(),
         }
     }
 
-    async fn load(&self, stream: &str) -> (Cart, i64) {
+    async fn load(&self, stream: &str) -> (Cart, u64) {
         let rows = sqlx::query(&self.select).bind(stream).fetch_all(&self.pool).await.unwrap();
         let mut cart = Cart::default();
         let mut version = 0;
         for row in rows {
             version = row.get::<i64, _>(0);
-            let Json(payload): Json<serde_json::Value> = row.get(2);
+            let Json(payload): Json<serde_json::Value> = row.get(self.payload_column);
             let event: CartEvent = match row.get::<&str, _>(1) {
                 "cart.item_added" => serde_json::from_value::<ItemAdded>(payload).unwrap().into(),
                 "cart.item_removed" => serde_json::from_value::<ItemRemoved>(payload).unwrap().into(),
@@ -90,7 +143,13 @@ impl Raw {
             };
             cart.apply_event(event);
         }
-        (cart, version)
+        (cart, u64::try_from(version).unwrap())
+    }
+
+    /// The stream's versions, in order.
+    async fn versions(&self, stream: &str) -> Vec<u64> {
+        let rows = sqlx::query(&self.select).bind(stream).fetch_all(&self.pool).await.unwrap();
+        rows.iter().map(|row| u64::try_from(row.get::<i64, _>(0)).unwrap()).collect()
     }
 
     /// Executes `command`, retrying on a version conflict; returns the number of retries.
@@ -102,32 +161,30 @@ impl Raw {
         loop {
             attempt += 1;
             let (cart, version) = self.load(stream).await;
+            let version = i64::try_from(version).unwrap();
             let events = cart.handle(command).unwrap();
             let inserted = match &events[..] {
                 [event] => {
-                    sqlx::query(&self.insert_one)
+                    let query = sqlx::query(&self.insert_one)
                         .bind(stream)
                         .bind(version)
                         .bind(event.event_type())
-                        .bind(Json(event.to_payload().unwrap()))
-                        .execute(&self.pool)
-                        .await
+                        .bind(Json(event.to_payload().unwrap()));
+                    let query = match self.table {
+                        Table::Minimal => query,
+                        Table::Annals => query.bind(Uuid::now_v7()).bind(i32::try_from(event.event_version()).unwrap()),
+                    };
+                    query.execute(&self.pool).await.map(drop)
                 }
                 _ => {
-                    let types: Vec<&str> = events.iter().map(|e| e.event_type()).collect();
-                    let payloads: Vec<Json<serde_json::Value>> =
-                        events.iter().map(|e| Json(e.to_payload().unwrap())).collect();
-                    sqlx::query(&self.insert)
-                        .bind(stream)
-                        .bind(version)
-                        .bind(types)
-                        .bind(payloads)
-                        .execute(&self.pool)
-                        .await
+                    let events = events
+                        .iter()
+                        .map(|e| (e.event_type(), e.to_payload().unwrap(), i32::try_from(e.event_version()).unwrap()));
+                    self.insert_many(stream, version, events.collect()).await
                 }
             };
             match inserted {
-                Ok(_) => return attempt - 1,
+                Ok(()) => return attempt - 1,
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
                     tokio::time::sleep(RetryPolicy::default().backoff_for(attempt)).await;
                 }
@@ -136,20 +193,23 @@ impl Raw {
         }
     }
 
-    async fn seed(&self, stream: &str, n: u64) {
-        for chunk in (1..=n).collect::<Vec<_>>().chunks(1000) {
-            let types: Vec<&str> = chunk.iter().map(|_| "cart.item_added").collect();
-            let payloads: Vec<Json<serde_json::Value>> =
-                chunk.iter().map(|&i| Json(serde_json::to_value(item(i)).unwrap())).collect();
-            sqlx::query(&self.insert)
-                .bind(stream)
-                .bind(chunk[0] as i64 - 1)
-                .bind(types)
-                .bind(payloads)
-                .execute(&self.pool)
-                .await
-                .unwrap();
-        }
+    /// Inserts `(type, payload, payload version)` events after `version` in one statement.
+    async fn insert_many(
+        &self,
+        stream: &str,
+        version: i64,
+        events: Vec<(&str, serde_json::Value, i32)>,
+    ) -> Result<(), sqlx::Error> {
+        let types: Vec<&str> = events.iter().map(|e| e.0).collect();
+        let payloads: Vec<Json<&serde_json::Value>> = events.iter().map(|e| Json(&e.1)).collect();
+        let query = sqlx::query(&self.insert).bind(stream).bind(version).bind(types).bind(payloads);
+        let query = match self.table {
+            Table::Minimal => query,
+            Table::Annals => query
+                .bind(events.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.2).collect::<Vec<_>>()),
+        };
+        query.execute(&self.pool).await.map(drop)
     }
 }
 
@@ -165,6 +225,71 @@ impl Backoff for RetryPolicy {
     }
 }
 
+/// One implementation under test.
+#[derive(Clone)]
+enum Side {
+    /// Retrying conflicts up to 10,000 times (only workload 4 has conflicts).
+    Annals(Repository<Cart, PostgresStore>),
+    Raw(Raw),
+}
+
+impl Side {
+    fn annals(store: PostgresStore) -> Side {
+        Side::Annals(Repository::new(store).with_retry(RetryPolicy { max_attempts: 10_000, ..RetryPolicy::default() }))
+    }
+
+    /// The schema the side's tables live in.
+    fn schema(&self) -> String {
+        match self {
+            Side::Annals(carts) => carts.store().schema().as_str().to_owned(),
+            Side::Raw(raw) => raw.schema.clone(),
+        }
+    }
+
+    /// Executes `command` on cart `id`; returns the number of retries.
+    async fn execute(&self, id: &str, command: AddItem) -> u32 {
+        match self {
+            Side::Annals(carts) => carts.execute(id, command).await.unwrap().attempts - 1,
+            Side::Raw(raw) => raw.execute(&Cart::stream_id(id), &command).await,
+        }
+    }
+
+    async fn load(&self, id: &str) -> (Cart, u64) {
+        match self {
+            Side::Annals(carts) => {
+                let loaded = carts.load(id).await.unwrap();
+                (loaded.state, loaded.version)
+            }
+            Side::Raw(raw) => raw.load(&Cart::stream_id(id)).await,
+        }
+    }
+
+    async fn versions(&self, id: &str) -> Vec<u64> {
+        match self {
+            Side::Annals(carts) => carts.history(id, ..).await.unwrap().iter().map(|e| e.stream_version).collect(),
+            Side::Raw(raw) => raw.versions(&Cart::stream_id(id)).await,
+        }
+    }
+
+    /// Writes `n` item-added events to cart `id`, 1,000 per statement.
+    async fn seed(&self, id: &str, n: u64) {
+        for chunk in (1..=n).collect::<Vec<_>>().chunks(1000) {
+            let payloads = chunk.iter().map(|&i| serde_json::to_value(item(i)).unwrap());
+            match self {
+                Side::Annals(carts) => {
+                    let events = payloads.map(|p| NewEvent::new("cart.item_added", 1, p)).collect();
+                    let expected = ExpectedVersion::Exact(chunk[0] - 1);
+                    carts.store().append(&Cart::stream_id(id), expected, events).await.unwrap();
+                }
+                Side::Raw(raw) => {
+                    let events = payloads.map(|p| ("cart.item_added", p, 1)).collect();
+                    raw.insert_many(&Cart::stream_id(id), i64::try_from(chunk[0] - 1).unwrap(), events).await.unwrap();
+                }
+            }
+        }
+    }
+}
+
 fn item(i: u64) -> ItemAdded {
     ItemAdded { sku: format!("sku-{}", i % 7), qty: 1, unit_price_cents: 100 + i % 50 }
 }
@@ -174,38 +299,136 @@ fn median(mut times: Vec<Duration>) -> Duration {
     times[times.len() / 2]
 }
 
-fn ratio(annals: Duration, raw: Duration) -> f64 {
-    raw.as_secs_f64() / annals.as_secs_f64()
+/// Throughput of the side that took `time` relative to the side that took `baseline`.
+fn ratio(time: Duration, baseline: Duration) -> f64 {
+    baseline.as_secs_f64() / time.as_secs_f64()
 }
 
-/// Statement executions (each one client/server round trip) of the statements naming
-/// `schema`, when pg_stat_statements is available.
-async fn statement_calls(pool: &PgPool, schema: &str) -> Option<i64> {
-    sqlx::query_scalar::<_, Option<i64>>(
-        "SELECT sum(calls)::int8 FROM pg_stat_statements WHERE query LIKE '%' || $1 || '%' AND query NOT LIKE '%pg_stat_statements%'",
+fn ms(time: Duration) -> f64 {
+    time.as_secs_f64() * 1e3
+}
+
+/// Workload 1: 2,000 commands, each on a new stream, one after the other.
+async fn sequential(side: Side, tag: String) -> Duration {
+    let start = Instant::now();
+    for i in 0..2000u64 {
+        side.execute(&format!("{tag}-{i}"), add(i)).await;
+    }
+    start.elapsed()
+}
+
+/// Runs `per_task` commands in each of 8 concurrent tasks: task `t`'s `i`th command is
+/// `add(n)` on cart `id`, where `(id, n) = target(t, i)`. Returns the time and the
+/// number of retries.
+async fn in_tasks<F>(side: &Side, per_task: u64, target: F) -> (Duration, u64)
+where
+    F: Fn(u64, u64) -> (String, u64) + Clone + Send + 'static,
+{
+    let retries = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..8u64)
+        .map(|t| {
+            let (side, retries, target) = (side.clone(), retries.clone(), target.clone());
+            tokio::spawn(async move {
+                for i in 0..per_task {
+                    let (id, n) = target(t, i);
+                    let r = side.execute(&id, add(n)).await;
+                    retries.fetch_add(u64::from(r), Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (start.elapsed(), retries.load(Ordering::Relaxed))
+}
+
+/// Workload 2: 4,000 commands over 400 streams from 8 concurrent tasks.
+async fn concurrent(side: Side, tag: String) -> Duration {
+    in_tasks(&side, 500, move |t, i| (format!("{tag}-{}", t * 50 + i % 50), i)).await.0
+}
+
+/// Workload 4: 8 tasks × 100 commands on one stream, retrying on conflicts; returns the
+/// time and the number of retries, after checking the stream has versions 1..=800.
+async fn contended(side: &Side) -> (Duration, u64) {
+    let (time, retries) = in_tasks(side, 100, |t, i| ("hot".to_owned(), t * 100 + i)).await;
+    assert_eq!(side.versions("hot").await, (1..=800).collect::<Vec<_>>(), "exactly 800 events, contiguous versions");
+    (time, retries)
+}
+
+/// Runs `workload` `ROUNDS` times on every side, rotating which side goes first; returns
+/// each side's median time.
+async fn measure<F, Fut>(sides: &[&Side], name: &str, workload: F) -> Vec<Duration>
+where
+    F: Fn(Side, String) -> Fut,
+    Fut: std::future::Future<Output = Duration>,
+{
+    let mut times = vec![Vec::new(); sides.len()];
+    for round in 0..ROUNDS {
+        for k in 0..sides.len() {
+            let s = (k + round) % sides.len();
+            times[s].push(workload(sides[s].clone(), format!("{name}-{round}")).await);
+        }
+    }
+    times.into_iter().map(median).collect()
+}
+
+/// Prints the times of annals, raw on the same table and raw on the minimal table, and
+/// the ratios between them.
+fn print_sides(label: &str, [a, same, minimal]: [Duration; 3], commands: Option<f64>) {
+    let rate = |t: Duration| commands.map_or(String::new(), |n| format!(" ({:>5.0}/s)", n / t.as_secs_f64()));
+    println!(
+        "{label}\n   annals {:>8.2} ms{} | raw, same table {:>8.2} ms{} | raw, minimal table {:>8.2} ms{}\n   \
+         annals overhead (annals/raw same table) {:.2} | table guarantees (raw same/raw minimal) {:.2} | total (annals/raw minimal) {:.2}",
+        ms(a),
+        rate(a),
+        ms(same),
+        rate(same),
+        ms(minimal),
+        rate(minimal),
+        ratio(a, same),
+        ratio(same, minimal),
+        ratio(a, minimal),
+    );
+}
+
+/// Prints annals' time with `annals.notify = off` against its time with NOTIFY on.
+fn print_notify_off(on: Duration, off: Duration, commands: f64) {
+    println!(
+        "   annals with annals.notify = off {:>8.2} ms ({:>5.0}/s): off/on throughput {:.2}, NOTIFY share of annals' time {:>4.1}%",
+        ms(off),
+        commands / off.as_secs_f64(),
+        ratio(off, on),
+        100.0 * (1.0 - off.as_secs_f64() / on.as_secs_f64()),
+    );
+}
+
+/// Calls and server time per call (µs, planning included) of the statements starting with
+/// `verb` that name `schema`, since the last reset, when pg_stat_statements is available.
+async fn server_time(pool: &PgPool, schema: &str, verb: &str) -> Option<(i64, f64)> {
+    sqlx::query_as::<_, (Option<i64>, Option<f64>)>(
+        "SELECT sum(calls)::int8, sum(total_exec_time + total_plan_time) / nullif(sum(calls), 0) \
+         FROM pg_stat_statements WHERE query LIKE '%' || $1 || '%' AND query ILIKE $2 || '%'",
     )
     .bind(schema)
+    .bind(verb)
     .fetch_one(pool)
     .await
     .ok()
-    .flatten()
+    .and_then(|(calls, mean)| Some((calls?, mean? * 1e3)))
 }
 
-/// Prints the server time per call of the statements executed at least `min_calls` times
-/// since the last reset, most called first, when pg_stat_statements is available.
-async fn print_server_times(pool: &PgPool, min_calls: i64) {
-    let rows: Vec<(String, i64, f64, i64)> = sqlx::query_as(
-        "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 60), calls, (total_exec_time + total_plan_time) / calls, plans \
-         FROM pg_stat_statements WHERE calls >= $1 AND query NOT LIKE '%pg_stat_statements%' \
-         ORDER BY calls DESC, query LIMIT 6",
-    )
-    .bind(min_calls)
-    .fetch_all(pool)
-    .await
-    .unwrap_or_default();
-    for (query, calls, mean, plans) in rows {
-        println!("   {calls:>6} calls, {plans:>5} plans, {:>7.1} µs server time per call: {query}", mean * 1e3);
+/// Prints the server time per `verb` statement of each side, one line.
+async fn print_server_times(pool: &PgPool, verb: &str, sides: &[(&str, &Side)]) {
+    let mut line = format!("   server µs per {verb}:");
+    for (name, side) in sides {
+        match server_time(pool, &side.schema(), verb).await {
+            Some((calls, mean)) => line += &format!(" {name} {mean:.1} ({calls} calls);"),
+            None => line += &format!(" {name} n/a;"),
+        }
     }
+    println!("{}", line.trim_end_matches(';'));
 }
 
 async fn reset_statements(pool: &PgPool) -> bool {
@@ -220,198 +443,96 @@ fn main() {
 async fn bench() {
     let url = database_url().expect("a PostgreSQL server for the benchmark");
     let store = fresh_store().await.unwrap();
-    let raw = Raw::new(&url).await;
-    let carts = Repository::<Cart, _>::new(store.clone());
-    let annals_schema = store.schema().as_str().to_owned();
+    let pool = store.pool().clone();
+    let annals = Side::annals(store);
+    let same = Side::Raw(Raw::new(&url, Table::Annals).await);
+    let minimal = Side::Raw(Raw::new(&url, Table::Minimal).await);
+    // annals with `annals.notify = off` on its connections, in a migrated schema of its own.
+    let options = PostgresStore::connect_options(&url).unwrap().options([("annals.notify", "off")]);
+    let quiet =
+        PostgresStore::new(PostgresStore::pool_options().max_connections(8).connect_with(options).await.unwrap())
+            .with_schema(fresh_schema_name());
+    quiet.migrate().await.unwrap();
+    let quiet = Side::annals(quiet);
+    let three = [&annals, &same, &minimal];
+    let named = [("annals", &annals), ("raw same table", &same), ("raw minimal", &minimal)];
     println!(
-        "annals-postgres throughput: annals (Repository<Cart, PostgresStore>) vs raw sqlx, {} round(s) each, median",
-        ROUNDS
+        "annals-postgres throughput: annals (Repository<Cart, PostgresStore>) vs raw sqlx on annals' table and on a minimal table, {ROUNDS} round(s) each, median"
     );
     println!(
         "server: {}",
         if std::env::var("DATABASE_URL").is_ok() { "DATABASE_URL" } else { "throwaway (fsync=off)" }
     );
 
-    // Warm up: prepare statements on every connection of both pools.
-    for i in 0..200 {
-        carts.execute(&format!("warm-{i}"), add(i)).await.unwrap();
-        raw.execute(&format!("cart-warm-{i}"), &add(i)).await;
+    // Warm up: prepare statements on every connection of every pool.
+    for side in [&annals, &same, &minimal, &quiet] {
+        concurrent(side.clone(), "warm".to_owned()).await;
     }
 
-    // 1) 2,000 commands, each on a new stream, one after the other.
-    let mut times = (Vec::new(), Vec::new());
-    let mut calls = None;
-    for round in 0..ROUNDS {
-        let counting = round == 0 && reset_statements(store.pool()).await;
-        let start = Instant::now();
-        for i in 0..2000u64 {
-            carts.execute(&format!("w1-{round}-{i}"), add(i)).await.unwrap();
+    // 1) and 2), with NOTIFY off as a fourth side.
+    let four = [&annals, &same, &minimal, &quiet];
+    let counting = reset_statements(&pool).await;
+    let t = measure(&four, "w1", sequential).await;
+    print_sides("1) 2,000 commands, each on a new stream, sequential:", [t[0], t[1], t[2]], Some(2000.0));
+    print_notify_off(t[0], t[3], 2000.0);
+    if counting {
+        let mut line = "   round trips per command:".to_owned();
+        for (name, side) in &named {
+            let calls = server_time(&pool, &side.schema(), "").await.map_or(0, |(calls, _)| calls);
+            line += &format!(" {name} {:.2};", calls as f64 / (2000 * ROUNDS) as f64);
         }
-        times.0.push(start.elapsed());
-        let start = Instant::now();
-        for i in 0..2000u64 {
-            raw.execute(&format!("cart-w1-{round}-{i}"), &add(i)).await;
-        }
-        times.1.push(start.elapsed());
-        if counting {
-            let schema_raw = raw.select.split('"').nth(1).unwrap_or_default().to_owned();
-            calls = Some((
-                statement_calls(store.pool(), &annals_schema).await,
-                statement_calls(store.pool(), &schema_raw).await,
-            ));
-        }
-    }
-    let (a, r) = (median(times.0), median(times.1));
-    println!(
-        "1) 2,000 commands, each on a new stream, sequential: annals {:>7.1} ms ({:>6.0}/s), raw {:>7.1} ms ({:>6.0}/s), ratio annals/raw {:.2}",
-        a.as_secs_f64() * 1e3,
-        2000.0 / a.as_secs_f64(),
-        r.as_secs_f64() * 1e3,
-        2000.0 / r.as_secs_f64(),
-        ratio(a, r)
-    );
-    match calls {
-        Some((Some(annals), Some(raw))) => {
-            println!(
-                "   round trips per command (pg_stat_statements calls / 2,000): annals {:.2}, raw {:.2}",
-                annals as f64 / 2000.0,
-                raw as f64 / 2000.0
-            );
-            print_server_times(store.pool(), 100).await;
-        }
-        _ => println!("   round trips per command: pg_stat_statements unavailable; by the code: annals 2 (read stream, append), raw 2"),
+        println!("{}", line.trim_end_matches(';'));
+        print_server_times(&pool, "INSERT", &[named[0], named[1], named[2], ("annals notify off", &quiet)]).await;
     }
 
-    // 2) 4,000 commands over 400 streams from 8 concurrent tasks.
-    let mut times = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..8u64)
-            .map(|t| {
-                let carts = carts.clone();
-                tokio::spawn(async move {
-                    for i in 0..500u64 {
-                        carts.execute(&format!("w2-{round}-{}", t * 50 + i % 50), add(i)).await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        times.0.push(start.elapsed());
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..8u64)
-            .map(|t| {
-                let raw = raw.clone();
-                tokio::spawn(async move {
-                    for i in 0..500u64 {
-                        raw.execute(&format!("cart-w2-{round}-{}", t * 50 + i % 50), &add(i)).await;
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        times.1.push(start.elapsed());
+    let counting = reset_statements(&pool).await;
+    let t = measure(&four, "w2", concurrent).await;
+    print_sides("2) 4,000 commands over 400 streams, 8 tasks:", [t[0], t[1], t[2]], Some(4000.0));
+    print_notify_off(t[0], t[3], 4000.0);
+    if counting {
+        print_server_times(&pool, "INSERT", &[named[0], named[1], named[2], ("annals notify off", &quiet)]).await;
     }
-    let (a, r) = (median(times.0), median(times.1));
-    println!(
-        "2) 4,000 commands over 400 streams, 8 tasks:         annals {:>7.1} ms ({:>6.0}/s), raw {:>7.1} ms ({:>6.0}/s), ratio annals/raw {:.2}",
-        a.as_secs_f64() * 1e3,
-        4000.0 / a.as_secs_f64(),
-        r.as_secs_f64() * 1e3,
-        4000.0 / r.as_secs_f64(),
-        ratio(a, r)
-    );
 
     // 3) Loading an aggregate with 5,000 events, median of 20 loads.
-    for chunk in (1..=5000u64).collect::<Vec<_>>().chunks(1000) {
-        let events = chunk
-            .iter()
-            .map(|&i| NewEvent::new("cart.item_added", 1, serde_json::to_value(item(i)).unwrap()))
-            .collect();
-        store.append("cart-big", ExpectedVersion::Exact(chunk[0] - 1), events).await.unwrap();
+    for side in three {
+        side.seed("big", 5000).await;
     }
-    raw.seed("cart-big", 5000).await;
-    let (mut annals_loads, mut raw_loads) = (Vec::new(), Vec::new());
-    let counting = reset_statements(store.pool()).await;
+    let counting = reset_statements(&pool).await;
+    let mut loads = vec![Vec::new(); three.len()];
+    let expected = annals.load("big").await;
+    assert_eq!(expected.1, 5000);
     for _ in 0..20 {
-        let start = Instant::now();
-        let loaded = carts.load("big").await.unwrap();
-        annals_loads.push(start.elapsed());
-        assert_eq!(loaded.version, 5000);
-        let start = Instant::now();
-        let (cart, version) = raw.load("cart-big").await;
-        raw_loads.push(start.elapsed());
-        assert_eq!((version, &cart), (5000, &loaded.state));
+        for (side, times) in three.iter().zip(&mut loads) {
+            let start = Instant::now();
+            let loaded = side.load("big").await;
+            times.push(start.elapsed());
+            assert_eq!(loaded, expected);
+        }
     }
-    let (a, r) = (median(annals_loads), median(raw_loads));
-    println!(
-        "3) load an aggregate of 5,000 events (median of 20): annals {:>7.2} ms, raw {:>7.2} ms, ratio annals/raw {:.2}",
-        a.as_secs_f64() * 1e3,
-        r.as_secs_f64() * 1e3,
-        ratio(a, r)
-    );
+    let t: Vec<Duration> = loads.into_iter().map(median).collect();
+    print_sides("3) load an aggregate of 5,000 events (median of 20):", [t[0], t[1], t[2]], None);
     if counting {
-        print_server_times(store.pool(), 20).await;
+        print_server_times(&pool, "SELECT", &named).await;
     }
 
     // 4) 8 tasks × 100 commands on one stream, retrying on conflicts.
-    let contended = carts.clone().with_retry(RetryPolicy { max_attempts: 10_000, ..RetryPolicy::default() });
-    let retries = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..8u64)
-        .map(|t| {
-            let (carts, retries) = (contended.clone(), retries.clone());
-            tokio::spawn(async move {
-                for i in 0..100u64 {
-                    let done = carts.execute("hot", add(t * 100 + i)).await.unwrap();
-                    retries.fetch_add(u64::from(done.attempts - 1), Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
+    let counting = reset_statements(&pool).await;
+    let mut t = Vec::new();
+    let mut retries = Vec::new();
+    for side in three {
+        let (time, r) = contended(side).await;
+        t.push(time);
+        retries.push(r);
     }
-    let a = start.elapsed();
-    let annals_retries = retries.load(Ordering::Relaxed);
-    let versions: Vec<u64> = carts.history("hot", ..).await.unwrap().iter().map(|e| e.stream_version).collect();
-    assert_eq!(versions, (1..=800).collect::<Vec<_>>(), "annals: exactly 800 events, contiguous versions");
-    let raw_retries = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..8u64)
-        .map(|t| {
-            let (raw, retries) = (raw.clone(), raw_retries.clone());
-            tokio::spawn(async move {
-                for i in 0..100u64 {
-                    let r = raw.execute("cart-hot", &add(t * 100 + i)).await;
-                    retries.fetch_add(u64::from(r), Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let r = start.elapsed();
-    let (_, raw_version) = raw.load("cart-hot").await;
-    let raw_count: i64 = sqlx::query_scalar(
-        &raw.select.replace("version, event_type, payload", "count(*)").replace(" ORDER BY version", ""),
-    )
-    .bind("cart-hot")
-    .fetch_one(&raw.pool)
-    .await
-    .unwrap();
-    assert_eq!((raw_version, raw_count), (800, 800), "raw: exactly 800 events, contiguous versions");
-    println!(
-        "4) 8 tasks x 100 commands on one stream, retrying: annals {:>7.1} ms ({} retries), raw {:>7.1} ms ({} retries), ratio annals/raw {:.2}; both: 800 events, versions 1..=800",
-        a.as_secs_f64() * 1e3,
-        annals_retries,
-        r.as_secs_f64() * 1e3,
-        raw_retries.load(Ordering::Relaxed),
-        ratio(a, r)
+    print_sides(
+        &format!(
+            "4) 8 tasks x 100 commands on one stream, retrying (retries: annals {}, raw same table {}, raw minimal {}; all: 800 events, versions 1..=800):",
+            retries[0], retries[1], retries[2]
+        ),
+        [t[0], t[1], t[2]],
+        Some(800.0),
     );
+    if counting {
+        print_server_times(&pool, "INSERT", &named).await;
+    }
 }

@@ -226,14 +226,12 @@ pub struct PgProjection<P> {
     name: String,
     /// The checkpoint this instance last read or committed.
     seen: Option<Checkpoint>,
-    /// A checkpoint whose commit may or may not have happened (its reply was lost).
-    pending: Option<Checkpoint>,
 }
 
 impl<P: Projection<Context = PgConnection>> PgProjection<P> {
     /// Feeds `projection`, with its checkpoint under [`Projection::NAME`].
     pub fn new(store: PostgresStore, projection: P) -> Self {
-        PgProjection { store, projection, name: P::NAME.to_owned(), seen: None, pending: None }
+        PgProjection { store, projection, name: P::NAME.to_owned(), seen: None }
     }
 
     /// The same projection with its checkpoint under `name` instead, e.g. a new version
@@ -277,7 +275,6 @@ impl<P: Projection<Context = PgConnection>> PgProjection<P> {
     /// ```
     pub async fn reset(&mut self) -> Result<Reset, ResetError> {
         self.seen = None;
-        self.pending = None;
         let name = self.name.clone();
         let operation = || format!("resetting projection `{name}` in schema `{}`", self.store.schema());
         let fail = |e| ResetError::Store(store_error(operation(), e));
@@ -309,7 +306,6 @@ impl<P: Projection<Context = PgConnection>> Sink for PgProjection<P> {
     }
 
     async fn checkpoint(&mut self) -> Result<Checkpoint, BoxError> {
-        self.pending = None;
         let name = self.name.clone();
         self.load().await.map_err(|e| Box::new(store_error(format!("loading the checkpoint of `{name}`"), e)) as _)
     }
@@ -326,14 +322,20 @@ impl<P: Projection<Context = PgConnection>> Sink for PgProjection<P> {
         let checkpoints = Checkpoints::of(&self.store);
         let mut tx = self.store.pool().begin().await.map_err(fail)?;
         if !checkpoints.advance(&mut tx, &self.name, seen, next).await.map_err(fail)? {
+            // The stored checkpoint is not the one this instance last saw: another instance
+            // (or a previous owner whose commit landed after it lost the lock, or our own
+            // commit whose reply was lost) moved it. The stored checkpoint always matches
+            // the read model, since both commit together: continue from it, never apply
+            // this batch on top of it.
             let found = checkpoints.current(&mut tx, &self.name).await.map_err(fail)?;
             drop(tx);
-            if found == Some(next) && self.pending == Some(next) {
-                // Our earlier commit went through; only its reply was lost.
-                self.seen = Some(next);
-                self.pending = None;
-                return Ok(());
+            let resumed = found.unwrap_or(Checkpoint::START);
+            self.seen = Some(resumed);
+            if next <= resumed {
+                return Ok(()); // everything in this batch is already in the read model
             }
+            // The subscription retries the batch; this time only the events after the
+            // stored checkpoint are applied.
             return Err(SinkError::Storage(Box::new(CheckpointMoved {
                 name: self.name.clone(),
                 expected: seen,
@@ -343,10 +345,8 @@ impl<P: Projection<Context = PgConnection>> Sink for PgProjection<P> {
         for event in events.iter().filter(|e| e.checkpoint > seen) {
             self.projection.project(&event.envelope, &mut tx).await?;
         }
-        self.pending = Some(next);
         tx.commit().await.map_err(|e| storage(&self.store, &self.name, "committing a batch", e))?;
         self.seen = Some(next);
-        self.pending = None;
         Ok(())
     }
 }
