@@ -63,7 +63,10 @@ fn a_generated_service_compiles_and_passes_its_tests() {
             .args(["--name", "order-desk", "--silent", "--vcs", "none", "--no-workspace", "--destination"])
             .arg(&out)
             .args(["-d", "aggregate=Order", "-d"])
-            .arg(format!("annals_path={}", root.display())),
+            .arg(format!("annals_path={}", root.display()))
+            // cargo-generate fills in the author from $USER and refuses to run without it
+            // (CI environments may not set it).
+            .env("USER", std::env::var("USER").unwrap_or_else(|_| "annals".to_owned())),
         "cargo generate",
     );
     let project = out.join("order-desk");

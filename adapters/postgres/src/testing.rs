@@ -146,7 +146,10 @@ impl ThrowawayServer {
         ));
         fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
         if as_postgres {
-            run(Command::new("chown").arg("postgres:postgres").arg(&base), "chown the server directory to postgres")?;
+            run(
+                Command::new(system_tool("chown")).arg("postgres:postgres").arg(&base),
+                "chown the server directory to postgres",
+            )?;
         }
         let data = base.join("data");
         // The watchdog first: whatever happens from here on, the directory goes away.
@@ -230,11 +233,23 @@ fn running_as_root() -> bool {
     fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
 
+/// `name` from `PATH`, or from the system directories a minimal `PATH` may lack
+/// (`runuser` lives in `/usr/sbin`).
+fn system_tool(name: &str) -> PathBuf {
+    let on_path = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
 /// `bin/program`, run as the `postgres` OS user when `as_postgres`.
 fn pg_command(bin: &Path, program: &str, as_postgres: bool) -> Command {
     let path = bin.join(program);
     if as_postgres {
-        let mut command = Command::new("runuser");
+        let mut command = Command::new(system_tool("runuser"));
         command.args(["-u", "postgres", "--"]).arg(path);
         command
     } else {
@@ -264,19 +279,20 @@ fn free_port() -> Result<u16, String> {
 /// (`pg_ctl stop -m immediate`) and deletes its directory.
 fn spawn_watchdog(bin: &Path, base: &Path, data: &Path, as_postgres: bool) -> Result<(), String> {
     let script = r#"
-        parent="$1"; pg_ctl="$2"; data="$3"; base="$4"; as_postgres="$5"
+        parent="$1"; pg_ctl="$2"; data="$3"; base="$4"; as_postgres="$5"; runuser="$6"
         while kill -0 "$parent" 2>/dev/null; do sleep 1; done
         if [ -f "$data/postmaster.pid" ]; then
             if [ "$as_postgres" = yes ]; then
-                runuser -u postgres -- "$pg_ctl" -D "$data" stop -m immediate
+                "$runuser" -u postgres -- "$pg_ctl" -D "$data" stop -m immediate
             else
                 "$pg_ctl" -D "$data" stop -m immediate
             fi
         fi
         rm -rf "$base"
     "#;
-    let mut command = if Path::new("/usr/bin/setsid").exists() || Path::new("/bin/setsid").exists() {
-        let mut c = Command::new("setsid");
+    let setsid = system_tool("setsid");
+    let mut command = if setsid.is_absolute() {
+        let mut c = Command::new(setsid);
         c.arg("sh");
         c
     } else {
@@ -291,6 +307,7 @@ fn spawn_watchdog(bin: &Path, base: &Path, data: &Path, as_postgres: bool) -> Re
         .arg(data)
         .arg(base)
         .arg(if as_postgres { "yes" } else { "no" })
+        .arg(system_tool("runuser"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
