@@ -327,13 +327,12 @@ impl<F: EventFeed, S: Sink> Subscription<F, S> {
     pub async fn catch_up(&mut self) -> Result<Checkpoint, SubscriptionError> {
         self.feed.settle().await.map_err(|source| self.store_error(source))?;
         let mut checkpoint = self.load_checkpoint().await?;
-        loop {
-            let batch = self.read(checkpoint).await?;
-            if batch.next == checkpoint {
-                return Ok(checkpoint);
-            }
-            checkpoint = self.process(batch).await?;
+        let mut batch = self.read(checkpoint).await?;
+        while batch.next != checkpoint {
+            checkpoint = batch.next;
+            batch = self.process_and_read_ahead(batch).await?;
         }
+        Ok(checkpoint)
     }
 
     /// Catches up, then follows new events until an error stops it. To stop it, drop or
@@ -341,15 +340,17 @@ impl<F: EventFeed, S: Sink> Subscription<F, S> {
     pub async fn run(&mut self) -> Result<(), SubscriptionError> {
         let mut wakeups = self.feed.wakeups().await.map_err(|source| self.store_error(source))?;
         let mut checkpoint = self.load_checkpoint().await?;
+        let mut batch = self.read(checkpoint).await?;
         loop {
-            let batch = self.read(checkpoint).await?;
             if batch.next == checkpoint {
                 // Nothing new: wait for a wake-up, or poll in case one was lost (or an
                 // earlier transaction still holds back newer events).
                 let _ = tokio::time::timeout(self.options.poll_interval, wakeups.next()).await;
+                batch = self.read(checkpoint).await?;
                 continue;
             }
-            checkpoint = self.process(batch).await?;
+            checkpoint = batch.next;
+            batch = self.process_and_read_ahead(batch).await?;
         }
     }
 
@@ -365,43 +366,69 @@ impl<F: EventFeed, S: Sink> Subscription<F, S> {
     }
 
     async fn read(&self, checkpoint: Checkpoint) -> Result<FeedBatch, SubscriptionError> {
-        let mut attempt = 1;
-        loop {
-            match self.feed.read_feed(checkpoint, &self.filter, self.options.batch_size).await {
-                Ok(batch) => return Ok(batch),
-                Err(e) if e.is_transient() && attempt < self.options.max_attempts => {
-                    tokio::time::sleep(self.backoff(attempt)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(self.store_error(e)),
+        read_batch(&self.feed, &self.filter, &self.options, self.sink.name(), checkpoint).await
+    }
+
+    /// Processes `batch` while reading the batch after it. Reading has no effects, so
+    /// reading ahead changes only how long a catch-up takes: if processing fails, the
+    /// batch read ahead is dropped and the failed batch is retried as before.
+    async fn process_and_read_ahead(&mut self, batch: FeedBatch) -> Result<FeedBatch, SubscriptionError> {
+        let Subscription { feed, sink, filter, options } = self;
+        let name = sink.name().to_owned();
+        let (processed, next) =
+            tokio::join!(process_batch(sink, options, &batch), read_batch(feed, filter, options, &name, batch.next));
+        processed?;
+        next
+    }
+}
+
+/// Reads the batch after `checkpoint`, retrying transient store failures.
+async fn read_batch<F: EventFeed>(
+    feed: &F,
+    filter: &Filter,
+    options: &SubscriptionOptions,
+    name: &str,
+    checkpoint: Checkpoint,
+) -> Result<FeedBatch, SubscriptionError> {
+    let mut attempt = 1;
+    loop {
+        match feed.read_feed(checkpoint, filter, options.batch_size).await {
+            Ok(batch) => return Ok(batch),
+            Err(e) if e.is_transient() && attempt < options.max_attempts => {
+                tokio::time::sleep(backoff(options, attempt)).await;
+                attempt += 1;
+            }
+            Err(source) => return Err(SubscriptionError::Store { name: name.to_owned(), source }),
+        }
+    }
+}
+
+/// Hands `batch` to the sink, retrying with back-off; stops with the last error after
+/// `max_attempts`.
+async fn process_batch<S: Sink>(
+    sink: &mut S,
+    options: &SubscriptionOptions,
+    batch: &FeedBatch,
+) -> Result<(), SubscriptionError> {
+    let mut attempt = 1;
+    loop {
+        match sink.process(&batch.events, batch.next).await {
+            Ok(()) => return Ok(()),
+            Err(source) if attempt >= options.max_attempts => {
+                return Err(SubscriptionError::Sink { name: sink.name().to_owned(), attempts: attempt, source })
+            }
+            Err(_) => {
+                tokio::time::sleep(backoff(options, attempt)).await;
+                attempt += 1;
             }
         }
     }
+}
 
-    async fn process(&mut self, batch: FeedBatch) -> Result<Checkpoint, SubscriptionError> {
-        let mut attempt = 1;
-        loop {
-            match self.sink.process(&batch.events, batch.next).await {
-                Ok(()) => return Ok(batch.next),
-                Err(source) if attempt >= self.options.max_attempts => {
-                    return Err(SubscriptionError::Sink {
-                        name: self.sink.name().to_owned(),
-                        attempts: attempt,
-                        source,
-                    })
-                }
-                Err(_) => {
-                    tokio::time::sleep(self.backoff(attempt)).await;
-                    attempt += 1;
-                }
-            }
-        }
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.saturating_sub(1).min(16);
-        self.options.backoff.saturating_mul(factor).min(self.options.max_backoff)
-    }
+/// The wait before attempt `attempt + 1`: doubling from `backoff`, capped at `max_backoff`.
+fn backoff(options: &SubscriptionOptions, attempt: u32) -> Duration {
+    let factor = 1u32 << attempt.saturating_sub(1).min(16);
+    options.backoff.saturating_mul(factor).min(options.max_backoff)
 }
 
 /// A projection whose read model lives in process memory, with its checkpoint beside it:
