@@ -172,7 +172,6 @@ pub mod __private {
     pub use crate::event::decode_event;
     pub use crate::projection::dispatch as dispatch_projection;
     pub use serde_json;
-    pub use std::vec::Vec;
 
     use crate::event::{Event, UpcastError};
 
@@ -180,12 +179,6 @@ pub mod __private {
     /// `Event::decode_version` does for the current version).
     pub fn deserialize_payload<E: Event>(payload: &serde_json::Value) -> Result<E, UpcastError> {
         E::deserialize(payload).map_err(UpcastError::Payload)
-    }
-
-    /// Whether an event stored under `event_type` is an `E`: its name or one of its
-    /// aliases.
-    pub fn is_stored_as<E: Event>(event_type: &str) -> bool {
-        event_type == E::NAME || E::ALIASES.contains(&event_type)
     }
 
     /// The total length of `parts`: the `N` of [`concat`].
@@ -283,8 +276,8 @@ pub mod __private {
     /// Compiles only if `T` can be an aggregate's error.
     pub const fn assert_aggregate_error<T: AggregateError>() {}
 
-    /// `a == b` for strings in a `const` context (used to reject duplicate event names at
-    /// compile time).
+    /// `a == b` for strings in a `const` context (what [`share_a_name`] and [`contains`]
+    /// compare with).
     pub const fn str_eq(a: &str, b: &str) -> bool {
         let (a, b) = (a.as_bytes(), b.as_bytes());
         if a.len() != b.len() {
