@@ -40,6 +40,32 @@ pub struct Envelope {
     pub metadata: Metadata,
 }
 
+impl Envelope {
+    /// The payload decoded as event `E`, upcast from an older stored schema version if
+    /// needed. Fails with a [`DecodeError`](crate::DecodeError) naming the stream, version
+    /// and type when the stored type is not `E`'s (its name or an alias) or the payload does
+    /// not decode.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// #[derive(Event, serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+    /// #[event(name = "bell.rang")]
+    /// pub struct Rang { times: u32 }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let store = annals_memory::MemoryStore::new();
+    /// let stored = store.append("bell-1", ExpectedVersion::Any, vec![annals::NewEvent::new("bell.rang", 1, serde_json::json!({"times": 2}))]).await?;
+    /// assert_eq!(stored[0].decode::<Rang>()?, Rang { times: 2 });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn decode<E: crate::Event>(&self) -> Result<E, crate::DecodeError> {
+        if self.event_type != E::NAME && !E::ALIASES.contains(&self.event_type.as_str()) {
+            return Err(crate::DecodeError::unknown_type(self, &[E::NAME]));
+        }
+        crate::event::decode_event(self)
+    }
+}
+
 /// An event about to be appended: the store assigns its version, position and time.
 ///
 /// [`Repository`](crate::Repository) builds these from a command's decision; adapters

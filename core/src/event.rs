@@ -256,7 +256,7 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// An [`UnknownEventType`](Self::UnknownEventType) error for `envelope`.
-    pub fn unknown_type(envelope: &Envelope, known: &[&str]) -> Self {
+    pub(crate) fn unknown_type(envelope: &Envelope, known: &[&str]) -> Self {
         DecodeError::UnknownEventType {
             stream: envelope.stream_id.clone(),
             version: envelope.stream_version,
@@ -269,8 +269,9 @@ impl DecodeError {
 /// Decodes the payload of `envelope` as event `E`, upcasting older schema versions
 /// ([`Event::decode_version`]).
 ///
-/// This is what the generated [`EventSet::decode`] calls for the matching variant.
-pub fn decode_event<E: Event>(envelope: &Envelope) -> Result<E, DecodeError> {
+/// What [`Envelope::decode`] and the generated [`EventSet::decode`] (for the matching
+/// variant) call.
+pub(crate) fn decode_event<E: Event>(envelope: &Envelope) -> Result<E, DecodeError> {
     if envelope.event_version > E::VERSION {
         return Err(DecodeError::VersionTooNew {
             stream: envelope.stream_id.clone(),

@@ -49,9 +49,14 @@
 //!   schema evolution, snapshots and testing, with examples.
 //! - [`Event`], [`Aggregate`], [`Apply`], [`Handle`]: the domain model and its derives.
 //! - [`Repository`]: load an aggregate, execute commands with optimistic concurrency.
-//! - [`EventStore`]: the store contract; `annals-memory` and `annals-postgres` implement it.
-//! - [`test_kit`]: given events, when a command, then events or an error.
-//! - `conformance` (feature `testing`): the suite every store adapter passes.
+//! - [`store`]: the store contracts ([`EventStore`], [`EventFeed`], snapshots,
+//!   checkpoints) and the kit adapters build them with; `annals-memory`, `annals-sqlite`
+//!   and `annals-postgres` implement them.
+//! - [`subscription`]: projections and other consumers fed from the feed.
+//! - `test_kit`, `schema_guard` and `conformance` (feature `testing`, which you turn on in
+//!   `[dev-dependencies]`: `annals = { version = "...", features = ["testing"] }`): given
+//!   events, when a command, then events or an error; the record of every event's shape;
+//!   the suites every store adapter passes.
 #![warn(missing_docs)]
 
 // Lets the derives' `::annals::...` paths resolve inside this crate's own tests.
@@ -66,18 +71,22 @@ pub mod event;
 pub mod guide {}
 pub mod projection;
 pub mod repository;
+pub mod retry;
+#[cfg(feature = "testing")]
 pub mod schema_guard;
 pub mod snapshot;
 pub mod store;
 pub mod subscription;
+#[cfg(feature = "testing")]
 pub mod test_kit;
 
 pub use aggregate::{Aggregate, Apply, Decision, Handle};
 pub use envelope::{Envelope, Metadata, NewEvent};
 pub use event::{DecodeError, Event, EventSet, UpcastError};
 pub use projection::{BoxError, On, Projection, ProjectionError};
-pub use repository::{Committed, ExecuteError, LoadError, Loaded, Repository, RetryPolicy};
-pub use store::{EventStore, ExpectedVersion, StoreError, VersionRange};
+pub use repository::{Committed, ExecuteError, LoadError, Loaded, Repository};
+pub use retry::RetryPolicy;
+pub use store::{EventFeed, EventStore, ExpectedVersion, StoreError, VersionRange};
 
 /// Derives [`Event`](trait@Event) for a struct or enum.
 ///
@@ -169,9 +178,28 @@ pub mod prelude {
 /// Support for generated code. Not public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::event::decode_event;
-    pub use crate::projection::dispatch as dispatch_projection;
     pub use serde_json;
+
+    /// Decodes `envelope` as `E`: what the generated `EventSet::decode` calls for the
+    /// variant whose stored name matched.
+    pub fn decode_event<E: Event>(envelope: &crate::Envelope) -> Result<E, crate::DecodeError> {
+        crate::event::decode_event(envelope)
+    }
+
+    /// Decodes `envelope` as `E` and runs `P`'s `On<E>` handler: what the generated
+    /// `Projection::project` calls for the matching event type.
+    pub async fn dispatch_projection<P: crate::On<E>, E: Event>(
+        projection: &mut P,
+        envelope: &crate::Envelope,
+        context: &mut P::Context,
+    ) -> Result<(), crate::ProjectionError> {
+        crate::projection::dispatch(projection, envelope, context).await
+    }
+
+    /// The error of a stored event whose type no variant of an aggregate's event enum has.
+    pub fn unknown_event_type(envelope: &crate::Envelope, known: &[&str]) -> crate::DecodeError {
+        crate::DecodeError::unknown_type(envelope, known)
+    }
 
     use crate::event::{Event, UpcastError};
 

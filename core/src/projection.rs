@@ -5,7 +5,8 @@
 //! The derive generates the event-type filter the store pushes down and the dispatch
 //! from a stored envelope to your handler. Handlers get the envelope (position, stream,
 //! time, metadata) and the projection's context: `()` for in-memory read models, the
-//! open database transaction for PostgreSQL ones, so the read-model writes and the
+//! store's connection in the open transaction for [`ExactlyOnce`](crate::subscription::ExactlyOnce)
+//! ones, so the read-model writes and the
 //! checkpoint commit together.
 
 use std::future::Future;
@@ -28,8 +29,10 @@ pub trait Projection: Send + 'static {
     /// The stored names of the events it handles (the filter pushed down to the store).
     const EVENT_TYPES: &'static [&'static str];
 
-    /// What every handler receives besides the event: `()` in memory; the open
-    /// transaction (`annals_postgres::PgConnection`) on PostgreSQL.
+    /// What every handler receives besides the event: `()` for in-memory read models and
+    /// handlers with outside effects; for [`ExactlyOnce`](crate::subscription::ExactlyOnce),
+    /// the store's [`CheckpointStore::Connection`](crate::store::CheckpointStore::Connection)
+    /// in the open transaction.
     type Context: Send;
 
     /// Decodes `envelope` and runs the matching [`On`] handler. Events of other types
@@ -95,7 +98,7 @@ pub enum ProjectionError {
 
 impl ProjectionError {
     /// Wraps a handler's error with the event it failed on.
-    pub fn handler(projection: &'static str, envelope: &Envelope, source: BoxError) -> Self {
+    pub(crate) fn handler(projection: &'static str, envelope: &Envelope, source: BoxError) -> Self {
         ProjectionError::Handler {
             projection,
             stream: envelope.stream_id.clone(),
@@ -109,7 +112,7 @@ impl ProjectionError {
 
 /// Decodes `envelope` as `E` and runs `P`'s handler for it: what the generated
 /// [`Projection::project`] calls for the matching event type.
-pub async fn dispatch<P, E>(
+pub(crate) async fn dispatch<P, E>(
     projection: &mut P,
     envelope: &Envelope,
     context: &mut P::Context,

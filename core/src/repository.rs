@@ -2,9 +2,9 @@
 //! retry on conflict.
 
 use std::marker::PhantomData;
-use std::time::Duration;
 
-use futures::TryStreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryStreamExt};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -12,8 +12,9 @@ use uuid::Uuid;
 use crate::aggregate::{Aggregate, Handle};
 use crate::envelope::{Envelope, Metadata, NewEvent};
 use crate::event::{DecodeError, EventSet};
-use crate::snapshot::{Snapshot, SnapshotPolicy, StoredSnapshot};
-use crate::store::{EventStore, ExpectedVersion, StoreError, VersionRange};
+use crate::retry::RetryPolicy;
+use crate::snapshot::{Snapshot, SnapshotPolicy};
+use crate::store::{EventStore, ExpectedVersion, SnapshotStore, StoreError, StoredSnapshot, VersionRange};
 
 /// An aggregate's state and the stream version it reflects.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,52 +36,6 @@ pub struct Committed<A> {
     pub events: Vec<Envelope>,
     /// How many times the command was decided (1 unless it met a conflict).
     pub attempts: u32,
-}
-
-/// How [`Repository::execute`] retries after a concurrency conflict or a transient store
-/// failure.
-///
-/// On a conflict the repository reloads the aggregate and decides the command again
-/// against the new state. When the store is unavailable (`StoreError::is_transient`), a
-/// failed load is retried, and a failed append is re-sent with the *same* events (same
-/// ids): if the first append did commit and only its reply was lost, the store returns
-/// the stored events instead of writing them twice. Between attempts it waits a random
-/// time up to `backoff × 2^(attempt-1)` (capped at `max_backoff`), so competing writers
-/// spread out.
-///
-/// ```
-/// # use annals::RetryPolicy;
-/// # use std::time::Duration;
-/// let policy = RetryPolicy { max_attempts: 10, ..RetryPolicy::default() };
-/// assert_eq!(RetryPolicy::never().max_attempts, 1);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// How many times to decide at most (1 = never retry).
-    pub max_attempts: u32,
-    /// The base of the exponential back-off.
-    pub backoff: Duration,
-    /// The longest single wait.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 5 attempts, back-off from 1 ms up to 50 ms.
-    fn default() -> Self {
-        RetryPolicy { max_attempts: 5, backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(50) }
-    }
-}
-
-impl RetryPolicy {
-    /// Decide once; report a conflict instead of retrying.
-    pub fn never() -> Self {
-        RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }
-    }
-
-    fn delay(&self, attempt: u32) -> Duration {
-        let ceiling = self.backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(self.max_backoff);
-        ceiling.mul_f64(fastrand::f64())
-    }
 }
 
 /// Loading an aggregate failed.
@@ -124,12 +79,22 @@ pub enum ExecuteError<E> {
         #[source]
         source: serde_json::Error,
     },
-    /// Loading the aggregate failed.
+    /// A stored event of the aggregate could not be decoded.
     #[error(transparent)]
-    Load(#[from] LoadError),
-    /// Appending failed for a reason other than a conflict.
+    Decode(#[from] DecodeError),
+    /// The store failed (loading or appending) for a reason other than a conflict, after
+    /// the retries the [`RetryPolicy`] allows for transient failures.
     #[error(transparent)]
-    Store(StoreError),
+    Store(#[from] StoreError),
+}
+
+impl<E> From<LoadError> for ExecuteError<E> {
+    fn from(error: LoadError) -> Self {
+        match error {
+            LoadError::Store(e) => ExecuteError::Store(e),
+            LoadError::Decode(e) => ExecuteError::Decode(e),
+        }
+    }
 }
 
 impl<E> ExecuteError<E> {
@@ -173,22 +138,32 @@ impl<E> ExecuteError<E> {
 pub struct Repository<A, S> {
     store: S,
     retry: RetryPolicy,
-    snapshots: Option<Snapshots<A>>,
+    snapshots: Option<Snapshots<A, S>>,
     aggregate: PhantomData<fn() -> A>,
 }
 
-/// How a repository snapshots `A`: set by [`Repository::with_snapshots`], which is the
-/// only place that knows `A: Snapshot`, so the rest of the repository needs no such bound.
-struct Snapshots<A> {
+/// How a repository snapshots `A` in `S`: set by [`Repository::with_snapshots`], the only
+/// place that knows `A: Snapshot` and `S: SnapshotStore`, so the rest of the repository
+/// needs neither bound.
+struct Snapshots<A, S> {
     policy: SnapshotPolicy,
     schema_version: u32,
     encode: fn(&A) -> Result<serde_json::Value, serde_json::Error>,
     decode: fn(&serde_json::Value) -> Result<A, serde_json::Error>,
+    load: fn(S, String) -> BoxFuture<'static, Result<Option<StoredSnapshot>, StoreError>>,
+    save: fn(S, StoredSnapshot) -> BoxFuture<'static, Result<(), StoreError>>,
 }
 
-impl<A> Clone for Snapshots<A> {
+impl<A, S> Clone for Snapshots<A, S> {
     fn clone(&self) -> Self {
-        Snapshots { policy: self.policy, schema_version: self.schema_version, encode: self.encode, decode: self.decode }
+        Snapshots {
+            policy: self.policy,
+            schema_version: self.schema_version,
+            encode: self.encode,
+            decode: self.decode,
+            load: self.load,
+            save: self.save,
+        }
     }
 }
 
@@ -214,12 +189,15 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     pub fn with_snapshots(mut self, policy: SnapshotPolicy) -> Self
     where
         A: Snapshot,
+        S: SnapshotStore,
     {
         self.snapshots = Some(Snapshots {
             policy,
             schema_version: A::SNAPSHOT_VERSION,
             encode: |state| serde_json::to_value(state),
             decode: |value| A::deserialize(value),
+            load: |store, stream| async move { store.load_snapshot(&stream).await }.boxed(),
+            save: |store, snapshot| async move { store.save_snapshot(snapshot).await }.boxed(),
         });
         self
     }
@@ -284,8 +262,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// The stored snapshot of `stream` if it was taken by this schema version of `A` and
     /// still deserializes; `None` otherwise, so the caller rebuilds from events.
-    async fn usable_snapshot(&self, stream: &str, snapshots: &Snapshots<A>) -> Result<Option<Loaded<A>>, StoreError> {
-        let Some(stored) = self.store.load_snapshot(stream).await? else {
+    async fn usable_snapshot(
+        &self,
+        stream: &str,
+        snapshots: &Snapshots<A, S>,
+    ) -> Result<Option<Loaded<A>>, StoreError> {
+        let Some(stored) = (snapshots.load)(self.store.clone(), stream.to_owned()).await? else {
             return Ok(None);
         };
         if stored.schema_version != snapshots.schema_version {
@@ -294,7 +276,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         Ok((snapshots.decode)(&stored.state).ok().map(|state| Loaded { state, version: stored.stream_version }))
     }
 
-    fn save_snapshot_in_background(&self, stream: &str, state: &A, version: u64, snapshots: &Snapshots<A>) {
+    fn save_snapshot_in_background(&self, stream: &str, state: &A, version: u64, snapshots: &Snapshots<A, S>) {
         // Serializing needs the state, so it happens here; the write does not hold up the caller.
         let Ok(state) = (snapshots.encode)(state) else {
             return; // a state that does not serialize is simply not snapshotted
@@ -306,9 +288,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             state,
             taken_at: Utc::now(),
         };
-        let store = self.store.clone();
         // A failed snapshot write loses nothing: the next load reads the events instead.
-        tokio::spawn(async move { store.save_snapshot(snapshot).await });
+        tokio::spawn((snapshots.save)(self.store.clone(), snapshot));
     }
 
     /// Applies the events of `stream` within `versions` (recorded at or before `until`,
@@ -356,12 +337,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         A: Handle<C>,
     {
         let stream = A::stream_id(id);
-        let max_attempts = self.retry.max_attempts.max(1);
         let mut attempt = 0;
         loop {
             attempt += 1;
             let Loaded { mut state, version } = match self.load_latest(&stream).await {
-                Err(LoadError::Store(e)) if e.is_transient() && attempt < max_attempts => {
+                Err(LoadError::Store(e)) if e.is_transient() && self.retry.allows_another(attempt) => {
                     tokio::time::sleep(self.retry.delay(attempt)).await;
                     continue;
                 }
@@ -379,7 +359,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 sends += 1;
                 let new_events = encode(&stream, &decided, &ids, &metadata)?;
                 match self.store.append(&stream, ExpectedVersion::Exact(version), new_events).await {
-                    Err(e) if e.is_transient() && sends < max_attempts => {
+                    Err(e) if e.is_transient() && self.retry.allows_another(sends) => {
                         tokio::time::sleep(self.retry.delay(sends)).await;
                     }
                     outcome => break outcome,
@@ -399,7 +379,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     return Ok(Committed { state, version: new_version, events, attempts: attempt });
                 }
                 Err(e) if e.is_conflict() => {
-                    if attempt >= max_attempts {
+                    if !self.retry.allows_another(attempt) {
                         return Err(ExecuteError::Conflict { stream, attempts: attempt });
                     }
                     tokio::time::sleep(self.retry.delay(attempt)).await;

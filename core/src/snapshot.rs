@@ -2,7 +2,8 @@
 //! stream reads only the events after it.
 //!
 //! Opt in per aggregate: implement [`Snapshot`] (the state must be serde-serializable)
-//! and configure the [`Repository`](crate::Repository) with a [`SnapshotPolicy`]:
+//! and configure the [`Repository`](crate::Repository) with a [`SnapshotPolicy`]; the
+//! store must keep snapshots ([`SnapshotStore`](crate::store::SnapshotStore)):
 //!
 //! ```
 //! # use annals::prelude::*;
@@ -30,9 +31,8 @@
 //! background task after the command's events are stored, off the command's critical
 //! path; a failed snapshot write loses nothing.
 
-use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::aggregate::Aggregate;
 
@@ -69,19 +69,4 @@ impl SnapshotPolicy {
             SnapshotPolicy::AfterReading(n) => applied > n,
         }
     }
-}
-
-/// A stored snapshot: the state of a stream's aggregate after `stream_version` events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredSnapshot {
-    /// The stream.
-    pub stream_id: String,
-    /// How many events the state includes.
-    pub stream_version: u64,
-    /// The aggregate's [`Snapshot::SNAPSHOT_VERSION`] when it was taken.
-    pub schema_version: u32,
-    /// The serialized state.
-    pub state: serde_json::Value,
-    /// When it was taken.
-    pub taken_at: DateTime<Utc>,
 }

@@ -1,8 +1,10 @@
 //! The embedded in-memory event store for annals.
 //!
-//! [`MemoryStore`] implements the full [`EventStore`] contract in process memory: it is
-//! what tests, examples and the given/when/then kit run on, and it passes the same
-//! conformance suite as the PostgreSQL adapter. Clones share the same events.
+//! [`MemoryStore`] implements every store contract of annals in process memory
+//! ([`EventStore`], [`EventFeed`], [`SnapshotStore`], [`CheckpointStore`]): it is what
+//! tests, examples and the given/when/then kit run on, and it passes the same exported
+//! suites as the database adapters. Clones share the same events. Nothing persists: for
+//! an embedded store that does, use `annals-sqlite`.
 //!
 //! ```
 //! use annals::{EventStore, ExpectedVersion, NewEvent};
@@ -10,7 +12,7 @@
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let store = MemoryStore::new();
 //! let event = NewEvent::new("greeted", 1, serde_json::json!({"name": "Ada"}));
-//! let stored = store.append("greeter-1", ExpectedVersion::NoStream, vec![event]).await?;
+//! let stored = store.append("greeter-1", ExpectedVersion::Exact(0), vec![event]).await?;
 //! assert_eq!((stored[0].stream_version, stored[0].global_position), (1, 1));
 //! # Ok::<(), annals::StoreError>(())
 //! # }).unwrap();
@@ -20,9 +22,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use annals::snapshot::StoredSnapshot;
-use annals::store::{validate_append, BoxStream};
-use annals::subscription::{Checkpoint, EventFeed, FeedBatch, FeedEvent, Filter};
+use annals::store::{
+    kit, BoxStream, Checkpoint, CheckpointStore, EventFeed, FeedBatch, FeedEvent, Filter, SnapshotStore,
+    StoredSnapshot,
+};
 use annals::{Envelope, EventStore, ExpectedVersion, NewEvent, StoreError, VersionRange};
 use futures::StreamExt;
 use parking_lot::RwLock;
@@ -43,6 +46,8 @@ pub struct MemoryStore {
     snapshots: Arc<RwLock<HashMap<String, StoredSnapshot>>>,
     /// The head position, published after every append to wake subscriptions.
     head: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Consumers' checkpoints ([`CheckpointStore`]); a transaction holds the lock.
+    checkpoints: Arc<tokio::sync::Mutex<HashMap<String, Checkpoint>>>,
 }
 
 impl Default for MemoryStore {
@@ -51,6 +56,7 @@ impl Default for MemoryStore {
             log: Arc::default(),
             snapshots: Arc::default(),
             head: Arc::new(tokio::sync::watch::Sender::new(0)),
+            checkpoints: Arc::default(),
         }
     }
 }
@@ -81,30 +87,29 @@ impl MemoryStore {
 
 impl Log {
     fn version(&self, stream_id: &str) -> u64 {
-        self.streams.get(stream_id).map_or(0, |s| s.len() as u64)
+        self.streams.get(stream_id).map_or(0, |s| count(s.len()))
     }
 
-    /// If the batch's ids are already stored, either it is the same batch appended again
-    /// (a retry after a lost reply: returns the stored envelopes) or an id is reused
-    /// elsewhere (an error).
-    fn already_stored(&self, stream_id: &str, events: &[NewEvent]) -> Option<Result<Vec<Envelope>, StoreError>> {
-        let (duplicate, existing) = events.iter().find_map(|e| Some((e, &self.events[*self.ids.get(&e.event_id)?])))?;
-        let stored: Option<Vec<&Envelope>> =
-            events.iter().map(|e| self.ids.get(&e.event_id).map(|&i| &self.events[i])).collect();
-        if let Some(stored) = stored {
-            let same_batch = stored.iter().all(|s| s.stream_id == stream_id)
-                && stored.windows(2).all(|w| w[1].stream_version == w[0].stream_version + 1);
-            if same_batch {
-                return Some(Ok(stored.into_iter().cloned().collect()));
-            }
-        }
-        Some(Err(StoreError::DuplicateEventId {
-            event_id: duplicate.event_id,
-            stream: stream_id.to_owned(),
-            existing_stream: existing.stream_id.clone(),
-            existing_version: existing.stream_version,
-        }))
+    fn stored(&self, event_id: &Uuid) -> Option<&Envelope> {
+        self.ids.get(event_id).and_then(|&index| self.events.get(index))
     }
+}
+
+/// A length or index as a version or position. `usize` is at most 64 bits on every
+/// target Rust supports, so this never saturates in practice.
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// The global position of the event at `index` in the log.
+fn position(index: usize) -> u64 {
+    count(index).saturating_add(1)
+}
+
+/// The feed checkpoint of the event at global position `position`: position order is
+/// commit order here.
+fn checkpoint(position: u64) -> Checkpoint {
+    Checkpoint::from_parts(0, position)
 }
 
 impl EventStore for MemoryStore {
@@ -114,10 +119,10 @@ impl EventStore for MemoryStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Envelope>, StoreError> {
-        validate_append(stream_id, &events)?;
+        kit::validate_append(stream_id, &events)?;
         let mut log = self.log.write();
-        if let Some(outcome) = log.already_stored(stream_id, &events) {
-            return outcome;
+        if let Some(stored) = kit::already_stored(stream_id, expected, &events, |id| log.stored(id))? {
+            return Ok(stored);
         }
         let current = log.version(stream_id);
         if !expected.accepts(current) {
@@ -133,8 +138,8 @@ impl EventStore for MemoryStore {
             log.events.push(Envelope {
                 event_id: event.event_id,
                 stream_id: stream_id.to_owned(),
-                stream_version: current + 1 + i as u64,
-                global_position: index as u64 + 1,
+                stream_version: current.saturating_add(position(i)),
+                global_position: position(index),
                 recorded_at,
                 event_type: event.event_type,
                 event_version: event.event_version,
@@ -145,7 +150,7 @@ impl EventStore for MemoryStore {
         }
         log.streams.entry(stream_id.to_owned()).or_default().extend_from_slice(&indexes);
         let appended = log.events[first_index..].to_vec();
-        let head = log.events.len() as u64;
+        let head = count(log.events.len());
         drop(log);
         self.head.send_replace(head);
         Ok(appended)
@@ -157,7 +162,7 @@ impl EventStore for MemoryStore {
         versions: VersionRange,
     ) -> BoxStream<'a, Result<Envelope, StoreError>> {
         // Versions are 1-based; `next` is the 0-based offset into the stream's index list.
-        let start = versions.from.saturating_sub(1) as usize;
+        let start = usize::try_from(versions.from.saturating_sub(1)).unwrap_or(usize::MAX);
         let end = versions.to.map_or(usize::MAX, |to| usize::try_from(to).unwrap_or(usize::MAX));
         futures::stream::unfold(start, move |next| async move {
             if next >= end {
@@ -176,30 +181,12 @@ impl EventStore for MemoryStore {
         .boxed()
     }
 
-    fn read_all(&self, after: u64, batch_size: usize) -> BoxStream<'_, Result<Envelope, StoreError>> {
-        let batch_size = batch_size.max(1);
-        let start = usize::try_from(after).unwrap_or(usize::MAX);
-        futures::stream::unfold(start, move |next| async move {
-            let log = self.log.read();
-            let upto = log.events.len().min(next.saturating_add(batch_size));
-            if next >= upto {
-                return None;
-            }
-            let batch: Vec<_> = log.events[next..upto].iter().cloned().map(Ok).collect();
-            Some((futures::stream::iter(batch), upto))
-        })
-        .flatten()
-        .boxed()
-    }
-
     async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
         Ok(self.log.read().version(stream_id))
     }
+}
 
-    async fn head_position(&self) -> Result<u64, StoreError> {
-        Ok(self.log.read().events.len() as u64)
-    }
-
+impl SnapshotStore for MemoryStore {
     async fn load_snapshot(&self, stream_id: &str) -> Result<Option<StoredSnapshot>, StoreError> {
         Ok(self.snapshots.read().get(stream_id).cloned())
     }
@@ -216,14 +203,15 @@ impl EventStore for MemoryStore {
 }
 
 /// In memory, appends take positions under one lock, so position order is commit order:
-/// a checkpoint's `commit` is simply the global position.
+/// a checkpoint is the global position (`Checkpoint::from_parts(0, position)`).
 impl EventFeed for MemoryStore {
     async fn read_feed(&self, after: Checkpoint, filter: &Filter, limit: usize) -> Result<FeedBatch, StoreError> {
         let log = self.log.read();
-        let start = usize::try_from(after.position).unwrap_or(usize::MAX).min(log.events.len());
+        let (_, after_position) = after.parts();
+        let start = usize::try_from(after_position).unwrap_or(usize::MAX).min(log.events.len());
         let mut batch = FeedBatch { events: Vec::new(), next: after };
         for envelope in log.events[start..].iter().take(FEED_SCAN_LIMIT.max(limit)) {
-            let at = Checkpoint { commit: envelope.global_position, position: envelope.global_position };
+            let at = checkpoint(envelope.global_position);
             if filter.matches(&envelope.stream_id, &envelope.event_type) {
                 batch.events.push(FeedEvent { checkpoint: at, envelope: envelope.clone() });
             }
@@ -242,5 +230,82 @@ impl EventFeed for MemoryStore {
             Some(((), receiver))
         })
         .boxed())
+    }
+}
+
+/// Checkpoints in memory. A transaction holds the lock on all of them until it commits
+/// or is dropped, so moving a checkpoint is fenced like a database row lock; the
+/// connection handlers receive is `()`.
+impl CheckpointStore for MemoryStore {
+    type Connection = ();
+    type Transaction = MemoryTransaction;
+
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(self.checkpoints.lock().await.get(name).copied())
+    }
+
+    async fn begin(&self) -> Result<MemoryTransaction, StoreError> {
+        Ok(MemoryTransaction { checkpoints: Arc::clone(&self.checkpoints).lock_owned().await, changes: Vec::new(), connection: () })
+    }
+
+    async fn move_checkpoint(
+        &self,
+        transaction: &mut MemoryTransaction,
+        name: &str,
+        from: Option<Checkpoint>,
+        to: Checkpoint,
+    ) -> Result<bool, StoreError> {
+        if transaction.current(name) != from {
+            return Ok(false);
+        }
+        transaction.changes.push((name.to_owned(), Some(to)));
+        Ok(true)
+    }
+
+    async fn delete_checkpoint(&self, transaction: &mut MemoryTransaction, name: &str) -> Result<(), StoreError> {
+        transaction.changes.push((name.to_owned(), None));
+        Ok(())
+    }
+
+    async fn commit(&self, mut transaction: MemoryTransaction) -> Result<(), StoreError> {
+        for (name, checkpoint) in std::mem::take(&mut transaction.changes) {
+            match checkpoint {
+                Some(checkpoint) => transaction.checkpoints.insert(name, checkpoint),
+                None => transaction.checkpoints.remove(&name),
+            };
+        }
+        Ok(())
+    }
+}
+
+/// A [`CheckpointStore`] transaction of [`MemoryStore`]: holds the checkpoints' lock and
+/// the changes to apply at commit. Dereferences to `()`, the connection handlers receive.
+pub struct MemoryTransaction {
+    checkpoints: tokio::sync::OwnedMutexGuard<HashMap<String, Checkpoint>>,
+    changes: Vec<(String, Option<Checkpoint>)>,
+    connection: (),
+}
+
+impl MemoryTransaction {
+    /// The checkpoint of `name` as this transaction sees it.
+    fn current(&self, name: &str) -> Option<Checkpoint> {
+        match self.changes.iter().rev().find(|(changed, _)| changed == name) {
+            Some((_, checkpoint)) => *checkpoint,
+            None => self.checkpoints.get(name).copied(),
+        }
+    }
+}
+
+impl std::ops::Deref for MemoryTransaction {
+    type Target = ();
+
+    fn deref(&self) -> &() {
+        &self.connection
+    }
+}
+
+impl std::ops::DerefMut for MemoryTransaction {
+    fn deref_mut(&mut self) -> &mut () {
+        &mut self.connection
     }
 }

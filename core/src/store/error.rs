@@ -1,0 +1,91 @@
+//! [`StoreError`]: why a store operation failed.
+
+use crate::store::ExpectedVersion;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The stream's version did not match the expected version; nothing was written.
+    #[error(
+        "version conflict on stream `{stream}`: expected {expected}, but the stream is at version {actual}; \
+         reload the stream and decide again"
+    )]
+    Conflict {
+        /// The stream appended to.
+        stream: String,
+        /// What the caller expected.
+        expected: ExpectedVersion,
+        /// The stream's version when the append was checked.
+        actual: u64,
+    },
+
+    /// An event id that is already stored elsewhere was appended again.
+    #[error(
+        "event id {event_id} appended to stream `{stream}` is already stored in stream `{existing_stream}` \
+         at version {existing_version}; give every new event a fresh id"
+    )]
+    DuplicateEventId {
+        /// The repeated id.
+        event_id: uuid::Uuid,
+        /// The stream the caller appended to.
+        stream: String,
+        /// The stream that already holds the id.
+        existing_stream: String,
+        /// The version at which it is stored.
+        existing_version: u64,
+    },
+
+    /// The same event id appears twice in one append; nothing was written.
+    #[error("event id {event_id} appears twice in one append to stream `{stream}`; give every event its own id")]
+    RepeatedEventId {
+        /// The stream appended to.
+        stream: String,
+        /// The repeated id.
+        event_id: uuid::Uuid,
+    },
+
+    /// The stream id cannot be stored.
+    #[error("invalid stream id {stream:?}: {reason}")]
+    InvalidStreamId {
+        /// The rejected id.
+        stream: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// The store could not be reached or the connection broke. The operation may be
+    /// retried; an append that used the same event ids is idempotent.
+    #[error("event store unavailable while {operation}: {source}; check the connection and retry")]
+    Unavailable {
+        /// What the store was doing.
+        operation: String,
+        /// The underlying failure.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// The store failed for a reason retrying will not fix (bad configuration, a missing
+    /// table, a constraint the adapter did not expect).
+    #[error("event store failed while {operation}: {source}")]
+    Backend {
+        /// What the store was doing.
+        operation: String,
+        /// The underlying failure.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StoreError {
+    /// Whether this is an optimistic-concurrency conflict (reload and decide again).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+
+    /// Whether the failure is transient (connection lost, server unavailable), as opposed
+    /// to a conflict or a permanent error.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}

@@ -1,0 +1,26 @@
+//! The store contracts every adapter implements, and the kit adapters build them with.
+//!
+//! - [`EventStore`] (`event_store.rs`): append to a stream with optimistic concurrency,
+//!   read a stream back.
+//! - [`EventFeed`] (`feed.rs`): the only read across streams, in commit order and without
+//!   gaps, from an opaque [`Checkpoint`].
+//! - [`SnapshotStore`] (`snapshot_store.rs`): optional, for
+//!   [`Repository::with_snapshots`](crate::Repository::with_snapshots).
+//! - [`CheckpointStore`] (`checkpoint_store.rs`): where consumers keep their checkpoints,
+//!   in a transaction with their read-model writes.
+//! - [`kit`]: the rules every adapter applies the same way (input checks, idempotent
+//!   re-appends, integer conversions), written once.
+
+mod checkpoint_store;
+mod error;
+mod event_store;
+mod feed;
+pub mod kit;
+mod snapshot_store;
+
+pub use checkpoint_store::CheckpointStore;
+pub use error::StoreError;
+pub use event_store::{EventStore, ExpectedVersion, VersionRange};
+pub use feed::{Checkpoint, EventFeed, FeedBatch, FeedEvent, Filter, InvalidCheckpoint, StreamFilter};
+pub use futures::stream::BoxStream;
+pub use snapshot_store::{SnapshotStore, StoredSnapshot};

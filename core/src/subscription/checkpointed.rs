@@ -1,0 +1,317 @@
+//! Consumers whose checkpoint lives in a [`CheckpointStore`]: [`ExactlyOnce`] and
+//! [`AtLeastOnce`].
+
+use crate::projection::{BoxError, Projection};
+use crate::store::{Checkpoint, CheckpointStore, FeedEvent, Filter, StoreError};
+use crate::subscription::sink::apply_events;
+use crate::subscription::{Sink, SinkError};
+
+/// Another instance moved the consumer's checkpoint (or it was reset) while this one was
+/// running: this instance does not apply the batch on top of it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "consumer `{name}`: its checkpoint is at {found:?}, but this instance last saw {expected:?}; another instance \
+     is processing it (or it was reset), so this one continues from the stored checkpoint instead of applying \
+     events twice"
+)]
+pub struct CheckpointMoved {
+    /// The consumer.
+    pub name: String,
+    /// The checkpoint this instance last saw (`None`: none stored).
+    pub expected: Option<Checkpoint>,
+    /// The stored checkpoint (`None`: deleted by a reset).
+    pub found: Option<Checkpoint>,
+}
+
+/// What the checkpointed sinks share: the store, the consumer, its name and the
+/// checkpoint this instance last read or wrote.
+struct Checkpointed<P, K> {
+    store: K,
+    projection: P,
+    name: String,
+    /// `None` until loaded; then the stored checkpoint (`Some(None)`: none stored).
+    seen: Option<Option<Checkpoint>>,
+}
+
+impl<P: Projection, K: CheckpointStore> Checkpointed<P, K> {
+    fn new(store: K, projection: P) -> Self {
+        Checkpointed { store, projection, name: P::NAME.to_owned(), seen: None }
+    }
+
+    fn storage(&self, what: &str, error: StoreError) -> SinkError {
+        SinkError::Storage(format!("{what} of consumer `{}`: {error}", self.name).into())
+    }
+
+    async fn seen(&mut self) -> Result<Option<Checkpoint>, SinkError> {
+        match self.seen {
+            Some(seen) => Ok(seen),
+            None => self.reload().await,
+        }
+    }
+
+    async fn reload(&mut self) -> Result<Option<Checkpoint>, SinkError> {
+        let stored =
+            self.store.load_checkpoint(&self.name).await.map_err(|e| self.storage("loading the checkpoint", e))?;
+        self.seen = Some(stored);
+        Ok(stored)
+    }
+
+    /// After `move_checkpoint` found another checkpoint than `expected`: continue from
+    /// the stored one. Fine when it already covers `next`; otherwise an error, and the
+    /// subscription's retry applies only the events after it.
+    async fn moved(&mut self, expected: Option<Checkpoint>, next: Checkpoint) -> Result<(), SinkError> {
+        let found = self.reload().await?;
+        if found.is_some_and(|found| next <= found) {
+            return Ok(());
+        }
+        Err(SinkError::Storage(Box::new(CheckpointMoved { name: self.name.clone(), expected, found })))
+    }
+
+    async fn checkpoint(&mut self) -> Result<Checkpoint, BoxError> {
+        let name = self.name.clone();
+        let stored = self.store.load_checkpoint(&name).await.map_err(|e| Box::new(e) as BoxError)?;
+        self.seen = Some(stored);
+        Ok(stored.unwrap_or(Checkpoint::START))
+    }
+}
+
+macro_rules! checkpointed_accessors {
+    () => {
+        /// The same consumer with its checkpoint under `name` instead of
+        /// [`Projection::NAME`], e.g. a new version built beside the old one.
+        pub fn named(mut self, name: impl Into<String>) -> Self {
+            self.inner.name = name.into();
+            self.inner.seen = None;
+            self
+        }
+
+        /// The consumer.
+        pub fn projection(&self) -> &P {
+            &self.inner.projection
+        }
+
+        /// The checkpoint's key.
+        pub fn name(&self) -> &str {
+            &self.inner.name
+        }
+
+        /// The stored checkpoint, `None` before the first batch or after a reset.
+        pub async fn stored_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+            self.inner.store.load_checkpoint(&self.inner.name).await
+        }
+
+        /// Starts resetting the consumer so that its next run replays every event: begins
+        /// a transaction and deletes the checkpoint in it. Clear the read model through
+        /// [`Reset::connection`], then [`Reset::commit`]: checkpoint and read model are
+        /// reset together, or (dropped without commit) not at all. Stop the consumer's
+        /// running instances first (a runner of the adapter may check it for you).
+        pub async fn reset(&mut self) -> Result<Reset<K>, StoreError> {
+            self.inner.seen = None;
+            let mut transaction = self.inner.store.begin().await?;
+            self.inner.store.delete_checkpoint(&mut transaction, &self.inner.name).await?;
+            Ok(Reset { store: self.inner.store.clone(), transaction })
+        }
+    };
+}
+
+/// A reset in progress: its transaction has deleted the checkpoint; clear the read model
+/// in it, then [`commit`](Self::commit).
+pub struct Reset<K: CheckpointStore> {
+    store: K,
+    transaction: K::Transaction,
+}
+
+impl<K: CheckpointStore> Reset<K> {
+    /// The open transaction, to clear the read model in.
+    pub fn connection(&mut self) -> &mut K::Connection {
+        &mut self.transaction
+    }
+
+    /// Commits the reset.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.store.commit(self.transaction).await
+    }
+}
+
+/// A [`Sink`] that applies a [`Projection`] exactly once: each batch's handlers run in
+/// one transaction of the store's [`CheckpointStore`], which also moves the checkpoint,
+/// so the read model and the checkpoint commit together.
+///
+/// The projection's context is the store's connection
+/// (`#[projection(context = annals_postgres::PgConnection)]`, or `SqliteConnection`):
+/// write the read model through it, not into fields of the projection (fields are not
+/// rolled back with the transaction). Moving the checkpoint first locks it: a second
+/// instance of the same consumer waits, then finds it moved and does not apply the batch
+/// again ([`CheckpointMoved`]).
+///
+/// ```
+/// use annals::prelude::*;
+/// use annals::subscription::{ExactlyOnce, Subscription};
+/// use annals_memory::MemoryStore;
+/// # #[derive(Event, serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+/// # pub struct Rang;
+///
+/// // On annals-memory the connection is `()`; on a database it is the open transaction.
+/// #[derive(Projection, Default)]
+/// #[projection(name = "rings", events(Rang))]
+/// struct Rings;
+///
+/// impl On<Rang> for Rings {
+///     async fn on(&mut self, _: Rang, _: &Envelope, _: &mut ()) -> Result<(), annals::BoxError> { Ok(()) }
+/// }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// # store.append("bell-1", ExpectedVersion::Any, vec![annals::NewEvent::new("Rang", 1, serde_json::json!(null))]).await?;
+/// let rings = ExactlyOnce::new(store.clone(), Rings);
+/// let reached = Subscription::new(store, rings).catch_up().await?;
+/// # assert!(reached > annals::store::Checkpoint::START);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub struct ExactlyOnce<P, K> {
+    inner: Checkpointed<P, K>,
+}
+
+impl<P: Projection<Context = K::Connection>, K: CheckpointStore> ExactlyOnce<P, K> {
+    /// Feeds `projection`, with its checkpoint in `store` under [`Projection::NAME`].
+    pub fn new(store: K, projection: P) -> Self {
+        ExactlyOnce { inner: Checkpointed::new(store, projection) }
+    }
+
+    checkpointed_accessors!();
+}
+
+impl<P: Projection<Context = K::Connection>, K: CheckpointStore> Sink for ExactlyOnce<P, K> {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn filter(&self) -> Filter {
+        Filter::for_projection::<P>()
+    }
+
+    async fn checkpoint(&mut self) -> Result<Checkpoint, BoxError> {
+        self.inner.checkpoint().await
+    }
+
+    async fn process(&mut self, events: &[FeedEvent], next: Checkpoint) -> Result<(), SinkError> {
+        let inner = &mut self.inner;
+        let seen = inner.seen().await?;
+        if seen.is_some_and(|seen| next <= seen) {
+            return Ok(());
+        }
+        let mut transaction = inner.store.begin().await.map_err(|e| inner.storage("beginning a batch", e))?;
+        let moved = inner
+            .store
+            .move_checkpoint(&mut transaction, &inner.name, seen, next)
+            .await
+            .map_err(|e| inner.storage("moving the checkpoint", e))?;
+        if !moved {
+            // Another instance (or our own commit whose reply was lost) moved it. The
+            // stored checkpoint always matches the read model, since both commit together:
+            // continue from it, never apply this batch on top of it.
+            drop(transaction);
+            return inner.moved(seen, next).await;
+        }
+        let mut applied = seen.unwrap_or(Checkpoint::START);
+        apply_events(&mut inner.projection, &mut transaction, events, &mut applied).await?;
+        inner.store.commit(transaction).await.map_err(|e| inner.storage("committing a batch", e))?;
+        inner.seen = Some(Some(next));
+        Ok(())
+    }
+}
+
+/// A [`Sink`] for consumers with effects outside the store (email, other services): runs
+/// a [`Projection`] with `context = ()` and moves its checkpoint in the store's
+/// [`CheckpointStore`] after each event whose handler succeeded.
+///
+/// At least once: after a crash between an effect and its checkpoint, that event is
+/// handled again. Use the envelope's `event_id` as the idempotency key towards the other
+/// service. A failing handler leaves the checkpoint at the event before it; the
+/// subscription retries with back-off and stops with a visible error if it keeps failing.
+///
+/// ```
+/// use annals::prelude::*;
+/// use annals::subscription::{AtLeastOnce, Subscription};
+/// use annals_memory::MemoryStore;
+/// # #[derive(Event, serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+/// # pub struct Rang;
+///
+/// #[derive(Projection)]
+/// #[projection(name = "ring_mailer", events(Rang))]
+/// struct RingMailer;
+///
+/// impl On<Rang> for RingMailer {
+///     async fn on(&mut self, _: Rang, envelope: &Envelope, _: &mut ()) -> Result<(), annals::BoxError> {
+///         println!("mail about {}, idempotency key {}", envelope.stream_id, envelope.event_id);
+///         Ok(())
+///     }
+/// }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// # store.append("bell-1", ExpectedVersion::Any, vec![annals::NewEvent::new("Rang", 1, serde_json::json!(null))]).await?;
+/// let mailer = AtLeastOnce::new(store.clone(), RingMailer);
+/// Subscription::new(store, mailer).catch_up().await?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub struct AtLeastOnce<P, K> {
+    inner: Checkpointed<P, K>,
+}
+
+impl<P: Projection<Context = ()>, K: CheckpointStore> AtLeastOnce<P, K> {
+    /// Feeds `projection`, with its checkpoint in `store` under [`Projection::NAME`].
+    pub fn new(store: K, projection: P) -> Self {
+        AtLeastOnce { inner: Checkpointed::new(store, projection) }
+    }
+
+    checkpointed_accessors!();
+
+    /// Moves the stored checkpoint from what this instance last saw to `to`.
+    async fn save(&mut self, to: Checkpoint) -> Result<(), SinkError> {
+        let inner = &mut self.inner;
+        let seen = inner.seen().await?;
+        let mut transaction = inner.store.begin().await.map_err(|e| inner.storage("saving the checkpoint", e))?;
+        let moved = inner
+            .store
+            .move_checkpoint(&mut transaction, &inner.name, seen, to)
+            .await
+            .map_err(|e| inner.storage("saving the checkpoint", e))?;
+        if !moved {
+            drop(transaction);
+            return inner.moved(seen, to).await;
+        }
+        inner.store.commit(transaction).await.map_err(|e| inner.storage("saving the checkpoint", e))?;
+        inner.seen = Some(Some(to));
+        Ok(())
+    }
+}
+
+impl<P: Projection<Context = ()>, K: CheckpointStore> Sink for AtLeastOnce<P, K> {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn filter(&self) -> Filter {
+        Filter::for_projection::<P>()
+    }
+
+    async fn checkpoint(&mut self) -> Result<Checkpoint, BoxError> {
+        self.inner.checkpoint().await
+    }
+
+    async fn process(&mut self, events: &[FeedEvent], next: Checkpoint) -> Result<(), SinkError> {
+        for event in events {
+            let mut applied = self.inner.seen().await?.unwrap_or(Checkpoint::START);
+            apply_events(&mut self.inner.projection, &mut (), std::slice::from_ref(event), &mut applied).await?;
+            if applied == event.checkpoint {
+                self.save(applied).await?;
+            }
+        }
+        // Past the events the filter skipped, too.
+        if self.inner.seen().await?.is_none_or(|seen| seen < next) {
+            self.save(next).await?;
+        }
+        Ok(())
+    }
+}

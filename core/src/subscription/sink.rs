@@ -1,0 +1,61 @@
+//! [`Sink`]: where a subscription delivers events, and the one rule every sink applies.
+
+use std::future::Future;
+
+use crate::projection::{BoxError, Projection, ProjectionError};
+use crate::store::{Checkpoint, FeedEvent, Filter};
+
+/// Where a subscription delivers events: a consumer together with its checkpoint.
+///
+/// annals ships the sinks most consumers need: [`InMemoryProjection`](super::InMemoryProjection),
+/// [`ExactlyOnce`](super::ExactlyOnce) and [`AtLeastOnce`](super::AtLeastOnce).
+pub trait Sink: Send {
+    /// The name used in errors (and, for the shipped sinks, the checkpoint's key).
+    fn name(&self) -> &str;
+
+    /// The events this sink wants by default; [`Subscription::new`](super::Subscription::new)
+    /// pushes it down to the store. Default: every event.
+    fn filter(&self) -> Filter {
+        Filter::all()
+    }
+
+    /// The checkpoint to resume after.
+    fn checkpoint(&mut self) -> impl Future<Output = Result<Checkpoint, BoxError>> + Send;
+
+    /// Applies `events` and records `next` as the checkpoint. If it fails, it must leave
+    /// the checkpoint at the last event whose effects it kept, so a retry neither loses
+    /// nor repeats an effect.
+    fn process(&mut self, events: &[FeedEvent], next: Checkpoint)
+        -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// Why a [`Sink`] failed to process a batch.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    /// A handler failed (or its event did not decode).
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    /// The sink's own storage (checkpoint, transaction) failed.
+    #[error("storing the consumer's effects or checkpoint failed: {0}")]
+    Storage(BoxError),
+}
+
+/// Runs `projection` on every event after `applied`, in order, moving `applied` to each
+/// event it handled: the skip rule of every sink (an event at or before the checkpoint is
+/// already applied), and the place handler errors get their event's details.
+pub(crate) async fn apply_events<P: Projection>(
+    projection: &mut P,
+    context: &mut P::Context,
+    events: &[FeedEvent],
+    applied: &mut Checkpoint,
+) -> Result<(), ProjectionError> {
+    for event in events {
+        if event.checkpoint <= *applied {
+            continue;
+        }
+        projection.project(&event.envelope, context).await?;
+        *applied = event.checkpoint;
+    }
+    Ok(())
+}
