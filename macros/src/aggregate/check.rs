@@ -95,8 +95,8 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
 fn check_item(input: &DeriveInput, errors: &mut Errors) -> bool {
     let mut ok = true;
     if let Data::Union(data) = &input.data {
-        errors.spanned(
-            data.union_token,
+        errors.at(
+            data.union_token.span,
             "`#[derive(Aggregate)]` does not support unions; use a struct, or an enum for a state machine",
         );
         ok = false;

@@ -119,7 +119,7 @@ fn event_impls(model: &Model<'_>) -> TokenStream {
             ) -> ::core::result::Result<Self, ::annals::DecodeError> {
                 let __event_type = __envelope.event_type.as_str();
                 #(#decode)*
-                ::core::result::Result::Err(::annals::DecodeError::unknown_type(
+                ::core::result::Result::Err(::annals::__private::unknown_event_type(
                     __envelope,
                     <Self as ::annals::EventSet>::NAMES,
                 ))

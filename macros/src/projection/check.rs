@@ -65,7 +65,7 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
 fn check_item(input: &DeriveInput, errors: &mut Errors) -> bool {
     let mut ok = true;
     if let Data::Union(data) = &input.data {
-        errors.spanned(data.union_token, "`#[derive(Projection)]` does not support unions; use a struct or an enum");
+        errors.at(data.union_token.span, "`#[derive(Projection)]` does not support unions; use a struct or an enum");
         ok = false;
     }
     if !input.generics.params.is_empty() {
