@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+#[cfg(feature = "postgres")]
 pub mod projections;
 
 use annals::prelude::*;

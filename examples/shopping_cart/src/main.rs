@@ -1,42 +1,86 @@
 //! The shopping-cart story: commands in, events appended, a rejected command, the
-//! current state, the audit trail, and the state as of an earlier version.
+//! current state, the audit trail, the state as of an earlier version, and a read model
+//! fed from the event feed.
 //!
-//! Run it with `cargo run -p shopping-cart` on the embedded in-memory store, or with
-//! `DATABASE_URL=postgres://user@host/db cargo run -p shopping-cart` on PostgreSQL (tables
-//! in schema `annals`, created on first run). The story is the same code for both stores.
+//! Run it with `cargo run -p shopping-cart` on the embedded in-memory store; on a SQLite
+//! file with `DATABASE_URL=sqlite://cart.db cargo run -p shopping-cart --features sqlite`
+//! (the file is created and migrated on first run); or on PostgreSQL with
+//! `DATABASE_URL=postgres://user@host/db cargo run -p shopping-cart --features postgres`
+//! (tables in schema `annals`). The story is the same code for every store.
 
-use annals::subscription::Subscription;
-use annals::{Aggregate, Committed, EventStore, ExecuteError, Repository};
+use std::collections::BTreeMap;
+
+use annals::subscription::{InMemoryProjection, Subscription};
+use annals::{BoxError, Committed, Envelope, EventFeed, EventStore, ExecuteError, On, Projection, Repository};
 use annals_memory::MemoryStore;
-use annals_postgres::{PgProjection, PostgresStore};
-use shopping_cart::projections::{BestSellers, CartSummaries};
-use shopping_cart::{AddItem, Cart, CartError, Checkout, RemoveItem};
+use shopping_cart::{AddItem, Cart, CartError, CheckedOut, Checkout, ItemAdded, RemoveItem};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => {
-            println!("(on PostgreSQL)\n");
-            let store = PostgresStore::connect(&url).await?;
-            store.migrate().await?;
-            // A new cart on every run, so the story reads the same each time.
-            let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-            let cart_id = format!("42-{run}");
-            story(store.clone(), &cart_id).await?;
-            read_models(&store, &cart_id).await
-        }
-        _ => {
-            println!("(on the in-memory store; set DATABASE_URL to run on PostgreSQL)\n");
+    let url = std::env::var("DATABASE_URL").ok().filter(|url| !url.trim().is_empty());
+    match url.as_deref() {
+        None => {
+            println!("(on the in-memory store; set DATABASE_URL=sqlite://FILE or postgres://... to persist)\n");
             story(MemoryStore::new(), "42").await
         }
+        Some(url) if url.starts_with("sqlite:") => sqlite(url).await,
+        Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => postgres(url).await,
+        Some(url) => Err(format!("DATABASE_URL `{url}` is neither sqlite:// nor postgres://").into()),
     }
 }
 
-/// The read side on PostgreSQL: projections catch up from their checkpoints, writing
-/// their tables and checkpoint in one transaction per batch, then answer queries.
-async fn read_models(store: &PostgresStore, cart_id: &str) -> Result<(), Box<dyn std::error::Error>> {
-    println!("\n== Read models kept by projections, in PostgreSQL tables");
-    let summaries = PgProjection::new(store.clone(), CartSummaries::new(store).await?);
+/// A new cart id on every run of a persistent store, so the story reads the same each time.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn fresh_cart_id() -> String {
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    format!("42-{run}")
+}
+
+#[cfg(feature = "sqlite")]
+async fn sqlite(url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    println!("(on SQLite: {url})\n");
+    let store = annals_sqlite::SqliteStore::connect(url).await?;
+    store.migrate().await?;
+    story(store, &fresh_cart_id()).await
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn sqlite(_url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    Err("DATABASE_URL names a SQLite file, but this build has no SQLite support: \
+         run `cargo run -p shopping-cart --features sqlite`"
+        .into())
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres(url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    println!("(on PostgreSQL)\n");
+    let store = annals_postgres::PostgresStore::connect(url).await?;
+    store.migrate().await?;
+    let cart_id = fresh_cart_id();
+    story(store.clone(), &cart_id).await?;
+    postgres_read_models(&store, &cart_id).await
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres(_url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    Err("DATABASE_URL names a PostgreSQL server, but this build has no PostgreSQL support: \
+         run `cargo run -p shopping-cart --features postgres`"
+        .into())
+}
+
+/// The read side in PostgreSQL tables: projections catch up from their checkpoints,
+/// writing their tables and checkpoint in one transaction per batch, then answer queries.
+#[cfg(feature = "postgres")]
+async fn postgres_read_models(
+    store: &annals_postgres::PostgresStore,
+    cart_id: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use annals::subscription::ExactlyOnce;
+    use annals::Aggregate;
+    use shopping_cart::projections::{BestSellers, CartSummaries};
+
+    println!("\n== Read models kept exactly once in PostgreSQL tables");
+    let summaries = ExactlyOnce::new(store.clone(), CartSummaries::new(store).await?);
     let mut subscription = Subscription::new(store.clone(), summaries);
     subscription.catch_up().await?;
     let stream = Cart::stream_id(cart_id);
@@ -46,7 +90,7 @@ async fn read_models(store: &PostgresStore, cart_id: &str) -> Result<(), Box<dyn
             summary.cart, summary.units, summary.total_cents, summary.checked_out, summary.version
         );
     }
-    let best_sellers = PgProjection::new(store.clone(), BestSellers::new(store).await?);
+    let best_sellers = ExactlyOnce::new(store.clone(), BestSellers::new(store).await?);
     let mut subscription = Subscription::new(store.clone(), best_sellers);
     subscription.catch_up().await?;
     println!("best_sellers:    units sold over every checked-out cart in this database");
@@ -56,9 +100,43 @@ async fn read_models(store: &PostgresStore, cart_id: &str) -> Result<(), Box<dyn
     Ok(())
 }
 
+/// Units sold per product over every checked-out cart: a read model in memory, fed from
+/// the store's event feed (the same code on every store).
+#[derive(Projection, Default)]
+#[projection(name = "units_sold", events(ItemAdded, shopping_cart::ItemRemoved, CheckedOut))]
+struct UnitsSold {
+    /// Units in each open cart, by stream and product.
+    open: BTreeMap<String, BTreeMap<String, i64>>,
+    /// Units sold, by product.
+    sold: BTreeMap<String, i64>,
+}
+
+impl On<ItemAdded> for UnitsSold {
+    async fn on(&mut self, e: ItemAdded, env: &Envelope, _: &mut ()) -> Result<(), BoxError> {
+        *self.open.entry(env.stream_id.clone()).or_default().entry(e.sku).or_default() += i64::from(e.qty);
+        Ok(())
+    }
+}
+
+impl On<shopping_cart::ItemRemoved> for UnitsSold {
+    async fn on(&mut self, e: shopping_cart::ItemRemoved, env: &Envelope, _: &mut ()) -> Result<(), BoxError> {
+        *self.open.entry(env.stream_id.clone()).or_default().entry(e.sku).or_default() -= i64::from(e.qty);
+        Ok(())
+    }
+}
+
+impl On<CheckedOut> for UnitsSold {
+    async fn on(&mut self, _: CheckedOut, env: &Envelope, _: &mut ()) -> Result<(), BoxError> {
+        for (sku, units) in self.open.remove(&env.stream_id).unwrap_or_default() {
+            *self.sold.entry(sku).or_default() += units;
+        }
+        Ok(())
+    }
+}
+
 /// The story, the same on every store.
-async fn story<S: EventStore>(store: S, cart_id: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let carts = Repository::<Cart, _>::new(store);
+async fn story<S: EventStore + EventFeed>(store: S, cart_id: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let carts = Repository::<Cart, _>::new(store.clone());
 
     println!("== Commands in, events out (cart {cart_id}, stream `cart-{cart_id}`)");
     report("add 2 × tea", carts.execute(cart_id, AddItem { sku: "tea".into(), qty: 2, unit_price_cents: 450 }).await)?;
@@ -122,6 +200,14 @@ async fn story<S: EventStore>(store: S, cart_id: &str) -> Result<(), Box<dyn std
             as_of.state.total_cents(),
             as_of.state.checked_out
         );
+    }
+
+    println!("\n== A read model fed from the event feed, in commit order");
+    let units_sold = InMemoryProjection::new(UnitsSold::default());
+    let reached = Subscription::new(store, units_sold.clone()).catch_up().await?;
+    println!("units_sold (checkpoint {reached}): what every checked-out cart in this store bought");
+    for (sku, units) in &units_sold.read().await.sold {
+        println!("  {sku:<5} {units}");
     }
     Ok(())
 }
