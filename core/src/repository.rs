@@ -150,9 +150,12 @@ struct Snapshots<A, S> {
     schema_version: u32,
     encode: fn(&A) -> Result<serde_json::Value, serde_json::Error>,
     decode: fn(&serde_json::Value) -> Result<A, serde_json::Error>,
-    load: fn(S, String) -> BoxFuture<'static, Result<Option<StoredSnapshot>, StoreError>>,
+    load: fn(S, String) -> SnapshotLoad,
     save: fn(S, StoredSnapshot) -> BoxFuture<'static, Result<(), StoreError>>,
 }
+
+/// A snapshot being loaded by [`SnapshotStore::load_snapshot`].
+type SnapshotLoad = BoxFuture<'static, Result<Option<StoredSnapshot>, StoreError>>;
 
 impl<A, S> Clone for Snapshots<A, S> {
     fn clone(&self) -> Self {
