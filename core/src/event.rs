@@ -92,7 +92,7 @@ pub trait Event: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send
     /// Decodes a payload stored at schema `version`, upcasting it when older.
     ///
     /// The default accepts only [`VERSION`](Event::VERSION); the derive overrides it when
-    /// `#[event(previous = ...)]` or `#[event(upcast(...))]` is given. [`decode_event`]
+    /// `#[event(previous = ...)]` or `#[event(upcast(...))]` is given. [`Envelope::decode`](crate::Envelope::decode)
     /// rejects versions newer than `VERSION` before calling it.
     fn decode_version(version: u32, payload: &serde_json::Value) -> Result<Self, UpcastError> {
         if version == Self::VERSION {
@@ -105,7 +105,7 @@ pub trait Event: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send
 
 /// Why [`Event::decode_version`] could not turn a stored payload into the event.
 ///
-/// [`decode_event`] turns it into a [`DecodeError`] naming the stored event.
+/// [`Envelope::decode`](crate::Envelope::decode) turns it into a [`DecodeError`] naming the stored event.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UpcastError {

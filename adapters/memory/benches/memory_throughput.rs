@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use annals::snapshot::SnapshotPolicy;
+use annals::store::SnapshotStore;
 use annals::{EventStore, Repository, RetryPolicy};
 use annals_memory::MemoryStore;
 use shopping_cart::{AddItem, Cart};
@@ -74,7 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             annals::NewEvent::new("cart.item_added", 1, payload)
         })
         .collect();
-    store.append("cart-big", annals::ExpectedVersion::NoStream, batch).await?;
+    store.append("cart-big", annals::ExpectedVersion::Exact(0), batch).await?;
     let mut samples = Vec::new();
     for _ in 0..10 {
         let started = Instant::now();

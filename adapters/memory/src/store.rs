@@ -145,7 +145,7 @@ impl EventStore for MemoryStore {
             }
             let log = self.log.read();
             let indexes = log.streams.get(stream_id)?;
-            let upto = end.min(indexes.len()).min(next + READ_BATCH);
+            let upto = end.min(indexes.len()).min(next.saturating_add(READ_BATCH));
             if next >= upto {
                 return None;
             }

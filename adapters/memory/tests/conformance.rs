@@ -1,3 +1,3 @@
-//! The store conformance suite against the in-memory store.
+//! Every conformance suite of annals, against the in-memory store.
 
 annals::conformance_tests!(async { annals_memory::MemoryStore::new() });

@@ -1,23 +1,22 @@
-//! The upcasting scenarios, generic over the store: a cart whose history was written by
-//! older code (versions 1 and 2 of `cart.item_added`, under old names) loads through
-//! today's `ItemAdded` (version 3).
-//!
-//! Old payloads come from the JSON fixtures in `fixtures/upcasting/`, appended as they
-//! were stored. `upcasting.rs` runs the scenarios on the in-memory store; a store adapter
-//! runs them by including this file (`#[path = "suites/upcasting.rs"] mod upcasting;`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test helpers: a failure is a failed test")]
+//! The upcasting suite: a cart whose history was written by older code (versions 1 and 2
+//! of `cart.item_added`, under old names) loads through today's `ItemAdded` (version 3),
+//! so the store keeps each event's stored name, version and payload as written. Run it
+//! with [`upcasting_conformance_tests!`](crate::upcasting_conformance_tests).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use annals::{
-    Aggregate, Apply, BoxError, DecodeError, Event, EventStore, ExpectedVersion, LoadError, NewEvent, Repository,
-};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
+
+use crate::aggregate::Apply;
+use crate::envelope::NewEvent;
+use crate::event::DecodeError;
+use crate::projection::BoxError;
+use crate::repository::{LoadError, Repository};
+use crate::store::{EventStore, ExpectedVersion};
 
 /// Version 1 called the quantity `quantity`.
-pub fn rename_quantity(mut v1: Value) -> Result<Value, BoxError> {
+fn rename_quantity(mut v1: Value) -> Result<Value, BoxError> {
     let object = v1.as_object_mut().ok_or("a v1 `cart.item_added` payload is a JSON object")?;
     let qty = object.remove("quantity").ok_or("the v1 payload has no `quantity`")?;
     let _ = object.insert("qty".into(), qty);
@@ -25,25 +24,21 @@ pub fn rename_quantity(mut v1: Value) -> Result<Value, BoxError> {
 }
 
 /// Version 2 of `cart.item_added`: no price yet.
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(crate::Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[event(name = "cart.item_added", version = 2, upcast(from = 1, with = rename_quantity))]
-pub struct ItemAddedV2 {
-    /// The product.
-    pub sku: String,
-    /// How many.
-    pub qty: u32,
+struct ItemAddedV2 {
+    sku: String,
+    qty: u32,
 }
 
 /// Today's `cart.item_added` (version 3), once stored as `ItemAdded` and `cart.added`.
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(crate::Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[event(name = "cart.item_added", version = 3, previous = ItemAddedV2, aliases("ItemAdded", "cart.added"))]
-pub struct ItemAdded {
-    /// The product.
-    pub sku: String,
-    /// How many.
-    pub qty: u32,
+struct ItemAdded {
+    sku: String,
+    qty: u32,
     /// The unit price; 0 for items added before prices were recorded.
-    pub unit_price_cents: u64,
+    unit_price_cents: u64,
 }
 
 impl From<ItemAddedV2> for ItemAdded {
@@ -53,18 +48,17 @@ impl From<ItemAddedV2> for ItemAdded {
 }
 
 /// The cart was checked out.
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(crate::Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[event(name = "cart.checked_out")]
-pub struct CheckedOut;
+struct CheckedOut;
 
 /// A cart: quantity and unit price per product.
-#[derive(Aggregate, Default, Debug, PartialEq)]
+#[derive(crate::Aggregate, Default, Debug, PartialEq)]
 #[aggregate(name = "cart", events(ItemAdded, CheckedOut))]
-pub struct Cart {
+struct Cart {
     /// sku → (quantity, unit price in cents).
-    pub items: BTreeMap<String, (u32, u64)>,
-    /// Whether it was checked out.
-    pub checked_out: bool,
+    items: BTreeMap<String, (u32, u64)>,
+    checked_out: bool,
 }
 
 impl Apply<ItemAdded> for Cart {
@@ -81,33 +75,28 @@ impl Apply<CheckedOut> for Cart {
     }
 }
 
-/// A stored event as the fixtures hold it.
-#[derive(Deserialize)]
-struct StoredEvent {
-    event_type: String,
-    event_version: u32,
-    payload: Value,
+/// Stored events as older code wrote them: `(event_type, event_version, payload)`.
+fn stored(events: &[(&str, u32, Value)]) -> Vec<NewEvent> {
+    events.iter().map(|(name, version, payload)| NewEvent::new(*name, *version, payload.clone())).collect()
 }
 
-/// The events of `fixtures/upcasting/<name>`, ready to append as they were stored.
-pub fn fixture(name: &str) -> Vec<NewEvent> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/upcasting").join(name);
-    let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let events: Vec<StoredEvent> =
-        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{} is not a list of events: {e}", path.display()));
-    events.into_iter().map(|e| NewEvent::new(e.event_type, e.event_version, e.payload)).collect()
-}
-
-/// Appends the fixture `name` to the stream of cart `id`, then loads that cart.
-async fn load_from_fixture<S: EventStore>(store: S, id: &str, name: &str) -> Result<(Cart, u64), LoadError> {
-    let _ = store.append(&format!("cart-{id}"), ExpectedVersion::NoStream, fixture(name)).await.unwrap();
+/// Appends `history` as stored to the stream of cart `id`, then loads that cart.
+async fn load<S: EventStore>(store: S, id: &str, history: Vec<NewEvent>) -> Result<(Cart, u64), LoadError> {
+    store.append(&format!("cart-{id}"), ExpectedVersion::Exact(0), history).await.unwrap();
     let carts = Repository::<Cart, S>::new(store);
     carts.load(id).await.map(|loaded| (loaded.state, loaded.version))
 }
 
 /// Versions 1 and 2, stored under the name and the aliases, load as version 3.
 pub async fn old_versions_and_names_upcast<S: EventStore>(store: S) {
-    let (cart, version) = load_from_fixture(store, "1", "cart-history.json").await.unwrap();
+    let history = stored(&[
+        ("ItemAdded", 1, json!({ "sku": "tea", "quantity": 2 })),
+        ("cart.item_added", 2, json!({ "sku": "cups", "qty": 6 })),
+        ("cart.added", 2, json!({ "sku": "tea", "qty": 1 })),
+        ("cart.item_added", 3, json!({ "sku": "pot", "qty": 1, "unit_price_cents": 2500 })),
+        ("cart.checked_out", 1, Value::Null),
+    ]);
+    let (cart, version) = load(store, "1", history).await.unwrap();
     assert_eq!(version, 5);
     let expected = BTreeMap::from([
         ("cups".to_owned(), (6, 0)),
@@ -121,7 +110,11 @@ pub async fn old_versions_and_names_upcast<S: EventStore>(store: S) {
 
 /// A version newer than the code knows is `VersionTooNew`, naming the stored event.
 pub async fn a_newer_version_is_rejected<S: EventStore>(store: S) {
-    let error = load_from_fixture(store, "2", "newer-version.json").await.unwrap_err();
+    let history = stored(&[
+        ("cart.item_added", 3, json!({ "sku": "tea", "qty": 1, "unit_price_cents": 450 })),
+        ("cart.item_added", 4, json!({ "sku": "tea", "qty": 1, "unit_price": { "cents": 450, "currency": "EUR" } })),
+    ]);
+    let error = load(store, "2", history).await.unwrap_err();
     let LoadError::Decode(error) = error else { panic!("expected a decode error, got {error:?}") };
     assert!(
         matches!(
@@ -140,7 +133,11 @@ pub async fn a_newer_version_is_rejected<S: EventStore>(store: S) {
 
 /// A raw upcaster that fails is `DecodeError::Upcast`, naming stream, version and type.
 pub async fn a_failing_upcaster_names_the_event<S: EventStore>(store: S) {
-    let error = load_from_fixture(store, "3", "broken-v1.json").await.unwrap_err();
+    let history = stored(&[
+        ("cart.item_added", 1, json!({ "sku": "tea", "quantity": 2 })),
+        ("ItemAdded", 1, json!({ "sku": "cups", "count": 6 })),
+    ]);
+    let error = load(store, "3", history).await.unwrap_err();
     let LoadError::Decode(error) = error else { panic!("expected a decode error, got {error:?}") };
     assert!(
         matches!(
@@ -154,5 +151,23 @@ pub async fn a_failing_upcaster_names_the_event<S: EventStore>(store: S) {
         error.to_string(),
         "stream `cart-3` version 2: upcasting `ItemAdded` from v1 to v2 failed: the v1 payload has no `quantity`; \
          fix the upcaster so it accepts this payload"
+    );
+}
+
+/// A stored name the aggregate does not know is `UnknownEventType`, naming the event.
+pub async fn an_unknown_event_type_names_the_event<S: EventStore>(store: S) {
+    let history = stored(&[
+        ("cart.item_added", 3, json!({ "sku": "tea", "qty": 1, "unit_price_cents": 450 })),
+        ("cart.gift_wrapped", 1, json!({ "paper": "gold" })),
+    ]);
+    let error = load(store, "4", history).await.unwrap_err();
+    let LoadError::Decode(error) = error else { panic!("expected a decode error, got {error:?}") };
+    assert!(
+        matches!(
+            &error,
+            DecodeError::UnknownEventType { stream, version: 2, event_type, .. }
+                if stream == "cart-4" && event_type == "cart.gift_wrapped"
+        ),
+        "{error:?}"
     );
 }
