@@ -101,17 +101,18 @@ async fn command_metadata_lands_on_every_new_event() {
     assert_eq!((follow_up.correlation_id, follow_up.causation_id), (Some(correlation), Some(stored[0].event_id)));
 }
 
-#[tokio::test]
+/// 32 tasks × 50 commands on one stream with the default policy: commands of one
+/// repository take turns, so none conflicts, none fails, versions are contiguous.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_commands_on_one_cart_all_land_with_contiguous_versions() {
     let store = MemoryStore::new();
-    let carts =
-        Repository::<Cart, _>::new(store.clone()).with_retry(RetryPolicy { max_attempts: 1000, ..Default::default() });
+    let carts = Repository::<Cart, _>::new(store.clone());
     let mut tasks = Vec::new();
-    for task in 0..8 {
+    for task in 0..32 {
         let carts = carts.clone();
         tasks.push(tokio::spawn(async move {
             let mut retries = 0;
-            for i in 0..25 {
+            for i in 0..50 {
                 let done = carts.execute("hot", add(&format!("sku-{task}-{i}"), 1)).await.unwrap();
                 retries += done.attempts - 1;
             }
@@ -122,11 +123,12 @@ async fn concurrent_commands_on_one_cart_all_land_with_contiguous_versions() {
     for t in tasks {
         retries += t.await.unwrap();
     }
+    assert_eq!(retries, 0, "commands of one repository take turns instead of conflicting");
     let history = carts.history("hot", ..).await.unwrap();
-    assert_eq!(history.iter().map(|e| e.stream_version).collect::<Vec<_>>(), (1..=200).collect::<Vec<_>>());
+    assert_eq!(history.iter().map(|e| e.stream_version).collect::<Vec<_>>(), (1..=1600).collect::<Vec<_>>());
     let skus: BTreeSet<String> = history.iter().map(|e| e.payload["sku"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(skus.len(), 200, "every command landed exactly once ({retries} retries)");
-    assert_eq!(carts.load("hot").await.unwrap().state.items.len(), 200);
+    assert_eq!(skus.len(), 1600, "every command landed exactly once");
+    assert_eq!(carts.load("hot").await.unwrap().state.items.len(), 1600);
 }
 
 /// A store where another writer always appends to the stream just before us.
@@ -162,7 +164,7 @@ async fn conflicts_are_retried_up_to_the_policy_then_reported() {
     let carts = Repository::<Cart, _>::new(AlwaysContended(inner.clone()))
         .with_retry(RetryPolicy { max_attempts: 3, ..Default::default() });
     match carts.execute("c", add("tea", 1)).await {
-        Err(ExecuteError::Conflict { stream, attempts }) => assert_eq!((stream.as_str(), attempts), ("cart-c", 3)),
+        Err(ExecuteError::Conflict { stream, attempts, .. }) => assert_eq!((stream.as_str(), attempts), ("cart-c", 3)),
         other => panic!("expected a conflict after 3 attempts, got {other:?}"),
     }
     // Only the rival's three events are stored: none of ours.
@@ -172,6 +174,24 @@ async fn conflicts_are_retried_up_to_the_policy_then_reported() {
 
     let never = Repository::<Cart, _>::new(AlwaysContended(MemoryStore::new())).with_retry(RetryPolicy::never());
     assert!(matches!(never.execute("c", add("tea", 1)).await, Err(ExecuteError::Conflict { attempts: 1, .. })));
+}
+
+/// With the default policy, conflicts from other writers are retried for the policy's
+/// time budget, not a fixed handful of attempts.
+#[tokio::test]
+async fn the_default_policy_retries_conflicts_until_its_time_budget_is_spent() {
+    let budget = std::time::Duration::from_millis(200);
+    let carts = Repository::<Cart, _>::new(AlwaysContended(MemoryStore::new()))
+        .with_retry(RetryPolicy { budget: Some(budget), ..RetryPolicy::default() });
+    let started = std::time::Instant::now();
+    match carts.execute("c", add("tea", 1)).await {
+        Err(ExecuteError::Conflict { attempts, waited, .. }) => {
+            assert!(attempts > 5, "only {attempts} attempts in {waited:?}");
+            assert!(waited <= budget, "{waited:?}");
+        }
+        other => panic!("expected a conflict once the budget was spent, got {other:?}"),
+    }
+    assert!(started.elapsed() < budget * 3);
 }
 
 async fn store_with(event_type: &str, version: u32, payload: serde_json::Value) -> MemoryStore {

@@ -447,9 +447,11 @@ pub async fn exactly_once_two_running_instances_apply_each_event_once<
         poll_interval: Duration::from_millis(10),
         retry: RetryPolicy {
             max_attempts: 1000,
+            budget: None,
             backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(5),
         },
+        ..SubscriptionOptions::default()
     };
     let logs = [Log::default(), Log::default()];
     let mut runners = Vec::new();

@@ -91,8 +91,14 @@ pub(crate) fn fast() -> SubscriptionOptions {
         poll_interval: Duration::from_millis(20),
         retry: RetryPolicy {
             max_attempts: 5,
+            budget: None,
             backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(5),
+        },
+        wait: RetryPolicy {
+            backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(100),
+            ..RetryPolicy::forever()
         },
     }
 }

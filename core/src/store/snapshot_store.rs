@@ -30,10 +30,8 @@ pub struct StoredSnapshot {
 /// store may drop snapshots at any time.
 pub trait SnapshotStore: EventStore {
     /// The latest snapshot of `stream_id`, if any.
-    fn load_snapshot(
-        &self,
-        stream_id: &str,
-    ) -> impl Future<Output = Result<Option<StoredSnapshot>, StoreError>> + Send;
+    fn load_snapshot(&self, stream_id: &str)
+        -> impl Future<Output = Result<Option<StoredSnapshot>, StoreError>> + Send;
 
     /// Stores `snapshot` unless a snapshot at a later version of the stream is already
     /// stored.

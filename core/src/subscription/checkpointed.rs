@@ -38,8 +38,8 @@ impl<P: Projection, K: CheckpointStore> Checkpointed<P, K> {
         Checkpointed { store, projection, name: P::NAME.to_owned(), seen: None }
     }
 
-    fn storage(&self, what: &str, error: StoreError) -> SinkError {
-        SinkError::Storage(format!("{what} of consumer `{}`: {error}", self.name).into())
+    fn storage(&self, what: &'static str, error: StoreError) -> SinkError {
+        SinkError::Store { consumer: self.name.clone(), what, source: error }
     }
 
     async fn seen(&mut self) -> Result<Option<Checkpoint>, SinkError> {

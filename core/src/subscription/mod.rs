@@ -32,6 +32,6 @@ mod subscription;
 pub use checkpointed::{AtLeastOnce, CheckpointMoved, ExactlyOnce, Reset};
 pub use in_memory::InMemoryProjection;
 pub use sink::{Sink, SinkError};
-pub use subscription::{Subscription, SubscriptionError, SubscriptionOptions};
+pub use subscription::{Subscription, SubscriptionError, SubscriptionOptions, SubscriptionState, SubscriptionStatus};
 
-pub use crate::store::{CheckpointStore, Checkpoint, EventFeed, FeedBatch, FeedEvent, Filter, StreamFilter};
+pub use crate::store::{Checkpoint, CheckpointStore, EventFeed, FeedBatch, FeedEvent, Filter, StreamFilter};

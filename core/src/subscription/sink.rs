@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use crate::projection::{BoxError, Projection, ProjectionError};
-use crate::store::{Checkpoint, FeedEvent, Filter};
+use crate::store::{Checkpoint, FeedEvent, Filter, StoreError};
 
 /// Where a subscription delivers events: a consumer together with its checkpoint.
 ///
@@ -36,9 +36,33 @@ pub enum SinkError {
     /// A handler failed (or its event did not decode).
     #[error(transparent)]
     Projection(#[from] ProjectionError),
-    /// The sink's own storage (checkpoint, transaction) failed.
+    /// The store failed while the sink moved its checkpoint or ran its transaction. A
+    /// transient failure ([`StoreError::is_transient`]) is waited out, however long it lasts.
+    #[error("consumer `{consumer}`: {what} failed: {source}")]
+    Store {
+        /// The consumer.
+        consumer: String,
+        /// What it was doing.
+        what: &'static str,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// The sink's own storage failed (a sink of your own: anything else).
     #[error("storing the consumer's effects or checkpoint failed: {0}")]
     Storage(BoxError),
+}
+
+impl SinkError {
+    /// Whether retrying may succeed without anyone fixing anything: the store was
+    /// unreachable (a restart, an outage, an exhausted pool).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SinkError::Store { source, .. } => source.is_transient(),
+            SinkError::Storage(error) => error.downcast_ref::<StoreError>().is_some_and(StoreError::is_transient),
+            SinkError::Projection(_) => false,
+        }
+    }
 }
 
 /// Runs `projection` on every event after `applied`, in order, moving `applied` to each

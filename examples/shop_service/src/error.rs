@@ -81,7 +81,6 @@ impl From<ExecuteError<CartError>> for ApiError {
             ExecuteError::Rejected(e) => e.into(),
             e @ ExecuteError::Conflict { .. } => Self::new(StatusCode::CONFLICT, e.to_string()),
             ExecuteError::Store(e) => Self::store(&e),
-            ExecuteError::Load(annals::LoadError::Store(e)) => Self::store(&e),
             other => {
                 eprintln!("shop-service: command failed: {other}");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "the command failed; see the server log")

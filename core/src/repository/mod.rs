@@ -9,6 +9,9 @@ use futures::{FutureExt, TryStreamExt};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+mod queue;
+
+use self::queue::StreamQueue;
 use crate::aggregate::{Aggregate, Handle};
 use crate::envelope::{Envelope, Metadata, NewEvent};
 use crate::event::{DecodeError, EventSet};
@@ -57,16 +60,19 @@ pub enum ExecuteError<E> {
     /// The aggregate rejected the command with its domain error.
     #[error("command rejected: {0}")]
     Rejected(E),
-    /// Every attempt met a concurrent writer.
+    /// Every attempt met a concurrent writer in another process (writers in this process
+    /// take turns and never conflict).
     #[error(
-        "stream `{stream}` kept changing under the command: gave up after {attempts} attempts; \
-         retry later or raise RetryPolicy::max_attempts"
+        "stream `{stream}` kept changing under the command: gave up after {attempts} attempts in {waited:?}; \
+         retry later, or allow more with RetryPolicy::budget / max_attempts"
     )]
     Conflict {
         /// The contended stream.
         stream: String,
         /// How many times the command was decided.
         attempts: u32,
+        /// How long the command tried.
+        waited: std::time::Duration,
     },
     /// A new event could not be serialized.
     #[error("event `{event_type}` for stream `{stream}` does not serialize to JSON: {source}")]
@@ -112,6 +118,11 @@ impl<E> ExecuteError<E> {
 /// Aggregate ids are mapped to streams as `{A::NAME}-{id}`, so a cart and an order may
 /// share an id. Each command costs two store round trips: read the stream, append.
 ///
+/// Commands on the same stream through one repository (or its clones, which share it)
+/// take turns: one loads, decides and appends while the others wait, so a hot stream
+/// causes no conflicts within a process. Writers in other processes still conflict;
+/// those conflicts are retried as the [`RetryPolicy`] allows.
+///
 /// ```
 /// # use annals::prelude::*;
 /// # use annals_memory::MemoryStore;
@@ -139,6 +150,7 @@ pub struct Repository<A, S> {
     store: S,
     retry: RetryPolicy,
     snapshots: Option<Snapshots<A, S>>,
+    queue: StreamQueue,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -176,6 +188,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
             store: self.store.clone(),
             retry: self.retry,
             snapshots: self.snapshots.clone(),
+            queue: self.queue.clone(),
             aggregate: PhantomData,
         }
     }
@@ -184,7 +197,13 @@ impl<A, S: Clone> Clone for Repository<A, S> {
 impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// A repository over `store` with the default [`RetryPolicy`].
     pub fn new(store: S) -> Self {
-        Repository { store, retry: RetryPolicy::default(), snapshots: None, aggregate: PhantomData }
+        Repository {
+            store,
+            retry: RetryPolicy::default(),
+            snapshots: None,
+            queue: StreamQueue::default(),
+            aggregate: PhantomData,
+        }
     }
 
     /// The same repository, loading from and taking snapshots under `policy`.
@@ -340,31 +359,35 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         A: Handle<C>,
     {
         let stream = A::stream_id(id);
-        let mut attempt = 0;
+        // Commands on this stream through this repository (and its clones) take turns:
+        // they never conflict with each other, only with other processes.
+        let _turn = self.queue.turn(&stream).await;
+        // Every failed load, send and conflict counts against one policy (attempts and
+        // time budget); `decisions` counts how often the command was decided.
+        let mut tries = self.retry.start();
+        let mut decisions = 0;
         loop {
-            attempt += 1;
             let Loaded { mut state, version } = match self.load_latest(&stream).await {
-                Err(LoadError::Store(e)) if e.is_transient() && self.retry.allows_another(attempt) => {
-                    tokio::time::sleep(self.retry.delay(attempt)).await;
-                    continue;
+                Err(LoadError::Store(e)) if e.is_transient() => {
+                    if tries.wait_after_failure().await {
+                        continue;
+                    }
+                    return Err(ExecuteError::Store(e));
                 }
                 loaded => loaded?,
             };
+            decisions += 1;
             let decided = state.handle(&command).map_err(ExecuteError::Rejected)?;
             if decided.is_empty() {
-                return Ok(Committed { state, version, events: Vec::new(), attempts: attempt });
+                return Ok(Committed { state, version, events: Vec::new(), attempts: decisions });
             }
             // The ids are fixed before the first send, so re-sending after a lost reply is
             // an idempotent re-append of the same events, never a second copy of them.
             let ids: Vec<Uuid> = decided.iter().map(|_| Uuid::now_v7()).collect();
-            let mut sends = 0;
             let appended = loop {
-                sends += 1;
                 let new_events = encode(&stream, &decided, &ids, &metadata)?;
                 match self.store.append(&stream, ExpectedVersion::Exact(version), new_events).await {
-                    Err(e) if e.is_transient() && self.retry.allows_another(sends) => {
-                        tokio::time::sleep(self.retry.delay(sends)).await;
-                    }
+                    Err(e) if e.is_transient() && tries.wait_after_failure().await => {}
                     outcome => break outcome,
                 }
             };
@@ -379,13 +402,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                             self.save_snapshot_in_background(&stream, &state, new_version, snapshots);
                         }
                     }
-                    return Ok(Committed { state, version: new_version, events, attempts: attempt });
+                    return Ok(Committed { state, version: new_version, events, attempts: decisions });
                 }
                 Err(e) if e.is_conflict() => {
-                    if !self.retry.allows_another(attempt) {
-                        return Err(ExecuteError::Conflict { stream, attempts: attempt });
+                    if !tries.wait_after_failure().await {
+                        return Err(ExecuteError::Conflict { stream, attempts: decisions, waited: tries.elapsed() });
                     }
-                    tokio::time::sleep(self.retry.delay(attempt)).await;
                 }
                 Err(e) => return Err(ExecuteError::Store(e)),
             }
