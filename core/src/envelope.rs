@@ -148,6 +148,21 @@ impl Metadata {
         self
     }
 
+    /// The key of [`idempotency_key`](Self::idempotency_key) in [`extra`](Self::extra).
+    pub const IDEMPOTENCY_KEY: &'static str = "idempotency_key";
+
+    /// Makes a command idempotent: [`Repository::execute_with`](crate::Repository::execute_with)
+    /// derives the new events' ids from `key` (and the stream), and a command executed
+    /// again with the same key on the same aggregate returns the first execution's events
+    /// instead of deciding again. Use the id of the caller's request (an HTTP
+    /// `Idempotency-Key` header, a message id) so that a caller who does not know whether
+    /// its command went through (a timeout, a dropped connection, a cancelled future) can
+    /// simply send it again. Stored in [`extra`](Self::extra) under
+    /// [`IDEMPOTENCY_KEY`](Self::IDEMPOTENCY_KEY).
+    pub fn idempotency_key(self, key: impl Into<String>) -> Self {
+        self.with(Self::IDEMPOTENCY_KEY, key.into())
+    }
+
     /// Adds a free-form key.
     pub fn with(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
         self.extra.insert(key.into(), value.into());

@@ -9,8 +9,10 @@ use futures::{FutureExt, TryStreamExt};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+mod idempotency;
 mod queue;
 
+use self::idempotency::KeyedIds;
 use self::queue::StreamQueue;
 use crate::aggregate::{Aggregate, Handle};
 use crate::envelope::{Envelope, Metadata, NewEvent};
@@ -37,7 +39,8 @@ pub struct Committed<A> {
     pub version: u64,
     /// The stored new events; empty when the command decided nothing needed to change.
     pub events: Vec<Envelope>,
-    /// How many times the command was decided (1 unless it met a conflict).
+    /// How many times the command was decided: 1 unless it met a conflict; 0 when an
+    /// idempotency key showed it was executed before and `events` are that execution's.
     pub attempts: u32,
 }
 
@@ -245,7 +248,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// to and including `version` are applied.
     pub async fn load_at_version(&self, id: &str, version: u64) -> Result<Loaded<A>, LoadError> {
         let mut loaded = Loaded { state: A::default(), version: 0 };
-        self.apply_stream(&A::stream_id(id), &mut loaded, (..=version).into(), None).await?;
+        self.apply_stream(&A::stream_id(id), &mut loaded, (..=version).into(), None, &mut None).await?;
         Ok(loaded)
     }
 
@@ -253,7 +256,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// or before `at` are applied.
     pub async fn load_as_of(&self, id: &str, at: DateTime<Utc>) -> Result<Loaded<A>, LoadError> {
         let mut loaded = Loaded { state: A::default(), version: 0 };
-        self.apply_stream(&A::stream_id(id), &mut loaded, VersionRange::ALL, Some(at)).await?;
+        self.apply_stream(&A::stream_id(id), &mut loaded, VersionRange::ALL, Some(at), &mut None).await?;
         Ok(loaded)
     }
 
@@ -267,13 +270,19 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Loads the newest state of `stream`: from the latest usable snapshot, then the
     /// events after it. Takes a snapshot afterwards if the policy asks for one.
     async fn load_latest(&self, stream: &str) -> Result<Loaded<A>, LoadError> {
+        self.load_latest_watching(stream, &mut None).await
+    }
+
+    /// [`load_latest`](Self::load_latest), collecting the events of an idempotent command
+    /// (if `keyed`) among the events it reads.
+    async fn load_latest_watching(&self, stream: &str, keyed: &mut Option<KeyedIds>) -> Result<Loaded<A>, LoadError> {
         let mut loaded = match &self.snapshots {
             Some(snapshots) => self.usable_snapshot(stream, snapshots).await?,
             None => None,
         }
         .unwrap_or(Loaded { state: A::default(), version: 0 });
-        let after_snapshot = (loaded.version + 1..).into();
-        let applied = self.apply_stream(stream, &mut loaded, after_snapshot, None).await?;
+        let after_snapshot = VersionRange { from: loaded.version.saturating_add(1), to: None };
+        let applied = self.apply_stream(stream, &mut loaded, after_snapshot, None, keyed).await?;
         if let Some(snapshots) = &self.snapshots {
             if snapshots.policy.after_load(applied) {
                 self.save_snapshot_in_background(stream, &loaded.state, loaded.version, snapshots);
@@ -315,19 +324,24 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     }
 
     /// Applies the events of `stream` within `versions` (recorded at or before `until`,
-    /// if given) to `loaded`; returns how many it applied.
+    /// if given) to `loaded`; returns how many it applied. Hands every event to `keyed`,
+    /// if given.
     async fn apply_stream(
         &self,
         stream: &str,
         loaded: &mut Loaded<A>,
         versions: VersionRange,
         until: Option<DateTime<Utc>>,
+        keyed: &mut Option<KeyedIds>,
     ) -> Result<u64, LoadError> {
         let mut applied = 0;
         let mut events = self.store.read_stream(stream, versions);
         while let Some(envelope) = events.try_next().await? {
             if until.is_some_and(|until| envelope.recorded_at > until) {
                 break;
+            }
+            if let Some(keyed) = keyed {
+                keyed.see(&envelope);
             }
             let event = A::Event::decode(&envelope)?;
             loaded.state.apply_event(event);
@@ -362,12 +376,16 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         // Commands on this stream through this repository (and its clones) take turns:
         // they never conflict with each other, only with other processes.
         let _turn = self.queue.turn(&stream).await;
+        let mut keyed = KeyedIds::from_metadata(&stream, &metadata);
         // Every failed load, send and conflict counts against one policy (attempts and
         // time budget); `decisions` counts how often the command was decided.
         let mut tries = self.retry.start();
         let mut decisions = 0;
         loop {
-            let Loaded { mut state, version } = match self.load_latest(&stream).await {
+            if let Some(keyed) = &mut keyed {
+                keyed.forget();
+            }
+            let Loaded { mut state, version } = match self.load_latest_watching(&stream, &mut keyed).await {
                 Err(LoadError::Store(e)) if e.is_transient() => {
                     if tries.wait_after_failure().await {
                         continue;
@@ -376,14 +394,22 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 }
                 loaded => loaded?,
             };
+            if let Some(first) = keyed.as_mut().and_then(KeyedIds::take_found) {
+                // Executed before with this idempotency key: its events are in the stream.
+                return Ok(Committed { state, version, events: first, attempts: decisions });
+            }
             decisions += 1;
             let decided = state.handle(&command).map_err(ExecuteError::Rejected)?;
             if decided.is_empty() {
                 return Ok(Committed { state, version, events: Vec::new(), attempts: decisions });
             }
-            // The ids are fixed before the first send, so re-sending after a lost reply is
-            // an idempotent re-append of the same events, never a second copy of them.
-            let ids: Vec<Uuid> = decided.iter().map(|_| Uuid::now_v7()).collect();
+            // The ids are fixed before the first send (derived from the idempotency key, if
+            // any), so re-sending after a lost reply is an idempotent re-append of the same
+            // events, never a second copy of them.
+            let ids: Vec<Uuid> = match &keyed {
+                Some(keyed) => (0..decided.len()).map(|i| keyed.id(i)).collect(),
+                None => decided.iter().map(|_| Uuid::now_v7()).collect(),
+            };
             let appended = loop {
                 let new_events = encode(&stream, &decided, &ids, &metadata)?;
                 match self.store.append(&stream, ExpectedVersion::Exact(version), new_events).await {
@@ -408,6 +434,22 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     if !tries.wait_after_failure().await {
                         return Err(ExecuteError::Conflict { stream, attempts: decisions, waited: tries.elapsed() });
                     }
+                }
+                // The keyed events are already stored where this load did not read them
+                // (before the snapshot it started from, or committed since by an earlier
+                // execution whose caller gave up on it): load everything to find them.
+                Err(error @ StoreError::DuplicateEventId { .. }) if keyed.is_some() => {
+                    if let Some(keyed) = &mut keyed {
+                        keyed.forget();
+                    }
+                    let mut loaded = Loaded { state: A::default(), version: 0 };
+                    self.apply_stream(&stream, &mut loaded, VersionRange::ALL, None, &mut keyed).await?;
+                    return match keyed.as_mut().and_then(KeyedIds::take_found) {
+                        Some(first) => {
+                            Ok(Committed { state: loaded.state, version: loaded.version, events: first, attempts: 0 })
+                        }
+                        None => Err(ExecuteError::Store(error)),
+                    };
                 }
                 Err(e) => return Err(ExecuteError::Store(e)),
             }
