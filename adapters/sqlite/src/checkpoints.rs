@@ -1,0 +1,92 @@
+//! Consumers' checkpoints, in table `checkpoints`, in `BEGIN IMMEDIATE` transactions.
+
+use annals::store::kit::to_db;
+use annals::store::{Checkpoint, CheckpointStore};
+use annals::StoreError;
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{Sqlite, Transaction};
+
+use crate::error::{out_of_range, store_error};
+use crate::store::SqliteStore;
+use crate::{rows, sql};
+
+/// A checkpoint transaction is a `BEGIN IMMEDIATE` transaction: it holds the database's
+/// write lock from its start, so moving a checkpoint (a compare-and-set of its row) is
+/// fenced: no other transaction, in this process or another, moves it until this one
+/// ends. Handlers of [`ExactlyOnce`](annals::subscription::ExactlyOnce) projections write
+/// their read model through the same transaction (`#[projection(context =
+/// annals_sqlite::SqliteConnection)]`), so it commits with the checkpoint or not at all.
+///
+/// Holding the write lock, a checkpoint transaction makes appends wait (up to the busy
+/// timeout) until it ends: keep batches short, and never append to the store from inside
+/// a handler (it would wait for its own transaction).
+impl CheckpointStore for SqliteStore {
+    type Connection = SqliteConnection;
+    type Transaction = Transaction<'static, Sqlite>;
+
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let operation = || format!("loading the checkpoint of consumer `{name}`");
+        let found = sqlx::query(sql::LOAD_CHECKPOINT)
+            .bind(name)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| store_error(operation(), e))?;
+        found.map(|row| rows::checkpoint(&row, &operation)).transpose()
+    }
+
+    async fn begin(&self) -> Result<Self::Transaction, StoreError> {
+        self.inner
+            .pool
+            .begin_with(sql::BEGIN_IMMEDIATE)
+            .await
+            .map_err(|e| store_error("beginning a checkpoint transaction", e))
+    }
+
+    async fn move_checkpoint(
+        &self,
+        transaction: &mut Self::Transaction,
+        name: &str,
+        from: Option<Checkpoint>,
+        to: Checkpoint,
+    ) -> Result<bool, StoreError> {
+        let operation = || format!("moving the checkpoint of consumer `{name}` to {to}");
+        let (major, minor) = to.parts();
+        let major = to_db(major, "checkpoint major").map_err(|e| out_of_range(operation(), e))?;
+        let minor = to_db(minor, "checkpoint minor").map_err(|e| out_of_range(operation(), e))?;
+        let (_, now) = rows::now();
+        let query = match from {
+            None => sqlx::query(sql::INSERT_CHECKPOINT).bind(name).bind(major).bind(minor).bind(now),
+            Some(from) => {
+                let (from_major, from_minor) = from.parts();
+                let (Ok(from_major), Ok(from_minor)) =
+                    (to_db(from_major, "checkpoint major"), to_db(from_minor, "checkpoint minor"))
+                else {
+                    // No stored checkpoint can be beyond what the table holds.
+                    return Ok(false);
+                };
+                sqlx::query(sql::MOVE_CHECKPOINT)
+                    .bind(name)
+                    .bind(major)
+                    .bind(minor)
+                    .bind(now)
+                    .bind(from_major)
+                    .bind(from_minor)
+            }
+        };
+        let done = query.execute(&mut **transaction).await.map_err(|e| store_error(operation(), e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_checkpoint(&self, transaction: &mut Self::Transaction, name: &str) -> Result<(), StoreError> {
+        sqlx::query(sql::DELETE_CHECKPOINT)
+            .bind(name)
+            .execute(&mut **transaction)
+            .await
+            .map_err(|e| store_error(format!("deleting the checkpoint of consumer `{name}`"), e))?;
+        Ok(())
+    }
+
+    async fn commit(&self, transaction: Self::Transaction) -> Result<(), StoreError> {
+        transaction.commit().await.map_err(|e| store_error("committing a checkpoint transaction", e))
+    }
+}
