@@ -372,3 +372,77 @@ async fn an_idempotency_key_is_recognised_behind_a_snapshot() {
     assert_eq!((again.events.clone(), again.attempts), (first.events, 0));
     assert_eq!(all_events(&store).await.len(), 3);
 }
+
+/// A store whose stream reads skip one stored version, as a row deleted by hand would.
+#[derive(Clone)]
+struct MissingVersion(MemoryStore, u64);
+
+impl EventStore for MissingVersion {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        self.0.append(stream, expected, events).await
+    }
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a str,
+        versions: VersionRange,
+    ) -> futures::stream::BoxStream<'a, Result<Envelope, StoreError>> {
+        use futures::StreamExt;
+        let missing = self.1;
+        self.0
+            .read_stream(stream, versions)
+            .filter(move |e| std::future::ready(e.as_ref().map_or(true, |e| e.stream_version != missing)))
+            .boxed()
+    }
+    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        self.0.stream_version(stream).await
+    }
+}
+
+/// A gap in a stream's versions is a typed error naming where, never a wrong state.
+#[tokio::test]
+async fn a_gap_in_a_stream_is_an_error_not_a_wrong_state() {
+    let inner = MemoryStore::new();
+    let writer = Repository::<Cart, _>::new(inner.clone());
+    for sku in ["a", "b", "c", "d"] {
+        writer.execute("g", add(sku, 1)).await.unwrap();
+    }
+    let carts = Repository::<Cart, _>::new(MissingVersion(inner, 2));
+    match carts.load("g").await {
+        Err(LoadError::Store(StoreError::Corrupt { stream, version, position, detail })) => {
+            assert_eq!((stream.as_str(), version, position), ("cart-g", Some(3), Some(3)));
+            assert!(detail.contains("from version 1 to version 3"), "{detail}");
+        }
+        other => panic!("expected a gap to be reported, got {other:?}"),
+    }
+    let refused = carts.execute("g", add("e", 1)).await;
+    assert!(matches!(refused, Err(ExecuteError::Store(StoreError::Corrupt { .. }))), "{refused:?}");
+}
+
+/// A snapshot ahead of its stream (restored from another database, say) is ignored: the
+/// state is rebuilt from the events, and commands keep working.
+#[tokio::test]
+async fn a_snapshot_ahead_of_its_stream_is_ignored() {
+    use annals::store::{SnapshotStore, StoredSnapshot};
+    let store = MemoryStore::new();
+    let carts = Repository::<Cart, _>::new(store.clone()).with_snapshots(annals::snapshot::SnapshotPolicy::Every(1000));
+    carts.execute("ahead", add("tea", 1)).await.unwrap();
+    let bogus = serde_json::to_value(Cart::default()).unwrap();
+    store
+        .save_snapshot(StoredSnapshot {
+            stream_id: "cart-ahead".into(),
+            stream_version: 1000,
+            schema_version: <Cart as annals::snapshot::Snapshot>::SNAPSHOT_VERSION,
+            state: bogus,
+            taken_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let loaded = carts.load("ahead").await.unwrap();
+    assert_eq!((loaded.version, loaded.state.items.len()), (1, 1));
+    assert_eq!(carts.execute("ahead", add("mug", 1)).await.unwrap().version, 2);
+}

@@ -276,13 +276,42 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// [`load_latest`](Self::load_latest), collecting the events of an idempotent command
     /// (if `keyed`) among the events it reads.
     async fn load_latest_watching(&self, stream: &str, keyed: &mut Option<KeyedIds>) -> Result<Loaded<A>, LoadError> {
-        let mut loaded = match &self.snapshots {
+        let snapshot = match &self.snapshots {
             Some(snapshots) => self.usable_snapshot(stream, snapshots).await?,
+            None => None,
+        };
+        let mut applied = 0;
+        let mut loaded = match snapshot {
+            // Read from the snapshot's own version: its event must be there (not applied
+            // again), or the snapshot is ahead of its stream and would make a wrong state.
+            Some(mut loaded) => {
+                let from = VersionRange { from: loaded.version, to: None };
+                match self.apply_stream_after(stream, &mut loaded, from, keyed).await {
+                    Ok(n) => {
+                        applied = n;
+                        Some(loaded)
+                    }
+                    Err(LoadError::Store(StoreError::Corrupt { detail, .. })) if detail == SNAPSHOT_AHEAD => {
+                        tracing::warn!(
+                            stream,
+                            snapshot_version = loaded.version,
+                            "the stream has no event at its snapshot's version: the snapshot is ignored and the \
+                             state rebuilt from the events"
+                        );
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             None => None,
         }
         .unwrap_or(Loaded { state: A::default(), version: 0 });
-        let after_snapshot = VersionRange { from: loaded.version.saturating_add(1), to: None };
-        let applied = self.apply_stream(stream, &mut loaded, after_snapshot, None, keyed).await?;
+        if loaded.version == 0 {
+            if let Some(keyed) = keyed {
+                keyed.forget();
+            }
+            applied = self.apply_stream(stream, &mut loaded, VersionRange::ALL, None, keyed).await?;
+        }
         if let Some(snapshots) = &self.snapshots {
             if snapshots.policy.after_load(applied) {
                 self.save_snapshot_in_background(stream, &loaded.state, loaded.version, snapshots);
@@ -340,6 +369,43 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             if until.is_some_and(|until| envelope.recorded_at > until) {
                 break;
             }
+            check_next_version(loaded.version, &envelope)?;
+            if let Some(keyed) = keyed {
+                keyed.see(&envelope);
+            }
+            let event = A::Event::decode(&envelope)?;
+            loaded.state.apply_event(event);
+            loaded.version = envelope.stream_version;
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    /// Applies the events of `stream` after the one at `versions.from`, which must exist
+    /// and be the version `loaded` is at (a snapshot's); a
+    /// [`StoreError::Corrupt`] with detail [`SNAPSHOT_AHEAD`] when it does not.
+    async fn apply_stream_after(
+        &self,
+        stream: &str,
+        loaded: &mut Loaded<A>,
+        versions: VersionRange,
+        keyed: &mut Option<KeyedIds>,
+    ) -> Result<u64, LoadError> {
+        let mut events = self.store.read_stream(stream, versions);
+        match events.try_next().await? {
+            Some(anchor) if anchor.stream_version == loaded.version => {}
+            _ => {
+                return Err(LoadError::Store(StoreError::Corrupt {
+                    stream: stream.to_owned(),
+                    version: Some(loaded.version),
+                    position: None,
+                    detail: SNAPSHOT_AHEAD.to_owned(),
+                }))
+            }
+        }
+        let mut applied = 0;
+        while let Some(envelope) = events.try_next().await? {
+            check_next_version(loaded.version, &envelope)?;
             if let Some(keyed) = keyed {
                 keyed.see(&envelope);
             }
@@ -455,6 +521,27 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             }
         }
     }
+}
+
+/// The detail of the [`StoreError::Corrupt`] of a snapshot whose version its stream
+/// does not reach.
+const SNAPSHOT_AHEAD: &str = "the snapshot's version is not in the stream";
+
+/// A stream's events must follow one another: version `at + 1` after `at`. A gap means
+/// events are missing, and the state built without them would be wrong.
+fn check_next_version(at: u64, envelope: &Envelope) -> Result<(), StoreError> {
+    if Some(envelope.stream_version) == at.checked_add(1) {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt {
+        stream: envelope.stream_id.clone(),
+        version: Some(envelope.stream_version),
+        position: Some(envelope.global_position),
+        detail: format!(
+            "the stream goes from version {at} to version {}: the events in between are missing",
+            envelope.stream_version
+        ),
+    })
 }
 
 fn encode<E: EventSet, Err>(

@@ -65,6 +65,25 @@ pub enum StoreError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// Stored data breaks what annals writes: a row edited by hand, restored from an old
+    /// backup or written by another tool (a gap in a stream's versions, a value out of
+    /// range, a row that does not decode). Nothing was changed.
+    #[error(
+        "stored data of stream `{stream}`{at} is invalid: {detail}; it is not what annals wrote \
+         (edited by hand, restored from a backup, or written by another tool): repair or remove it",
+        at = location(*version, *position)
+    )]
+    Corrupt {
+        /// The stream.
+        stream: String,
+        /// The stream version of the offending event, when known.
+        version: Option<u64>,
+        /// Its global position, when known.
+        position: Option<u64>,
+        /// What is wrong.
+        detail: String,
+    },
+
     /// The store failed for a reason retrying will not fix (bad configuration, a missing
     /// table, a constraint the adapter did not expect).
     #[error("event store failed while {operation}: {source}")]
@@ -87,5 +106,15 @@ impl StoreError {
     /// to a conflict or a permanent error.
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+/// ` at version 4 (global position 17)`, as far as known.
+fn location(version: Option<u64>, position: Option<u64>) -> String {
+    match (version, position) {
+        (Some(v), Some(p)) => format!(" at version {v} (global position {p})"),
+        (Some(v), None) => format!(" at version {v}"),
+        (None, Some(p)) => format!(" at global position {p}"),
+        (None, None) => String::new(),
     }
 }
