@@ -57,10 +57,12 @@
 //! email records the checkout request's correlation id.
 //!
 //! ## Stores
-//! Everything is generic over [`ServiceStore`]: any [`EventFeed`] store. The binary uses
-//! [`annals_memory::MemoryStore`], or PostgreSQL when `DATABASE_URL` is set and the crate
-//! is built with the `postgres` feature. Read models are rebuilt from the events at every
-//! start, so on PostgreSQL they come back as they were.
+//! Everything is generic over [`ServiceStore`]: any [`EventStore`] with an [`EventFeed`].
+//! The binary uses [`annals_memory::MemoryStore`], a SQLite file when
+//! `DATABASE_URL=sqlite://...` (feature `sqlite`), or PostgreSQL when
+//! `DATABASE_URL=postgres://...` (feature `postgres`); both features are on by default.
+//! Read models are rebuilt from the events at every start, so on SQLite and PostgreSQL
+//! they come back as they were.
 #![warn(missing_docs)]
 
 pub mod commands;
@@ -75,22 +77,23 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use annals::subscription::{EventFeed, Filter, Sink, Subscription, SubscriptionOptions};
-use annals::{Aggregate, Repository};
+use annals::subscription::{Filter, InMemoryProjection, Sink, Subscription, SubscriptionOptions};
+use annals::{Aggregate, EventFeed, EventStore, Repository};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use shopping_cart::Cart;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::notifications::{NotificationConsumer, Outbox};
+use crate::notifications::Outbox;
 use crate::queries::ReadModels;
 
-/// What the service needs of an event store: a feed subscriptions can follow.
-/// `MemoryStore` qualifies, and so does `PostgresStore`.
-pub trait ServiceStore: EventFeed {}
+/// What the service needs of a store: streams to execute commands on, and a feed the
+/// read models and the notification consumer follow. `MemoryStore`, `SqliteStore` and
+/// `PostgresStore` qualify.
+pub trait ServiceStore: EventStore + EventFeed {}
 
-impl<S: EventFeed> ServiceStore for S {}
+impl<S: EventStore + EventFeed> ServiceStore for S {}
 
 /// How long a failed subscription waits before it resumes from its checkpoint.
 const RESTART_AFTER: Duration = Duration::from_secs(1);
@@ -106,7 +109,7 @@ pub struct Service<S> {
     /// The read side.
     pub read: ReadModels,
     /// The independent consumer's outbox.
-    pub outbox: Outbox,
+    pub outbox: InMemoryProjection<Outbox>,
 }
 
 impl<S: Clone> Clone for Service<S> {
@@ -119,7 +122,11 @@ impl<S: ServiceStore> Service<S> {
     /// A service on `store` with empty read models; [`spawn_consumers`](Self::spawn_consumers)
     /// fills them.
     pub fn new(store: S) -> Self {
-        Service { carts: Repository::new(store), read: ReadModels::default(), outbox: Outbox::default() }
+        Service {
+            carts: Repository::new(store),
+            read: ReadModels::default(),
+            outbox: InMemoryProjection::new(Outbox::default()),
+        }
     }
 
     /// Starts the subscriptions: one per projection and the notification consumer's.
@@ -127,12 +134,11 @@ impl<S: ServiceStore> Service<S> {
     /// checkpoint after a second.
     pub fn spawn_consumers(&self) -> Consumers {
         let store = self.carts.store();
-        let carts_only = |filter: Filter| filter.category(Cart::NAME);
         Consumers {
             tasks: vec![
-                spawn_subscription(store.clone(), self.read.carts.clone(), carts_only),
-                spawn_subscription(store.clone(), self.read.best_sellers.clone(), carts_only),
-                spawn_subscription(store.clone(), NotificationConsumer::new(self.outbox.clone()), |f| f),
+                spawn_subscription(store.clone(), self.read.carts.clone()),
+                spawn_subscription(store.clone(), self.read.best_sellers.clone()),
+                spawn_subscription(store.clone(), self.outbox.clone()),
             ],
         }
     }
@@ -151,8 +157,9 @@ impl Drop for Consumers {
     }
 }
 
-/// Runs a subscription of `sink` (with its filter narrowed by `narrow`) until aborted.
-fn spawn_subscription<S, K>(store: S, sink: K, narrow: impl Fn(Filter) -> Filter + Send + 'static) -> JoinHandle<()>
+/// Runs a subscription of `sink` until aborted: the events it handles, of cart streams
+/// only (the store filters out everything else).
+fn spawn_subscription<S, K>(store: S, sink: K) -> JoinHandle<()>
 where
     S: ServiceStore,
     K: Sink + Clone + Sync + 'static,
@@ -160,7 +167,7 @@ where
     let options = SubscriptionOptions { poll_interval: POLL_INTERVAL, ..SubscriptionOptions::default() };
     tokio::spawn(async move {
         loop {
-            let filter = narrow(sink.filter());
+            let filter: Filter = sink.filter().category(Cart::NAME);
             let name = sink.name().to_owned();
             let mut subscription = Subscription::new(store.clone(), sink.clone()).filter(filter).options(options);
             if let Err(e) = subscription.run().await {

@@ -1,5 +1,6 @@
 //! `cargo run -p shop-service`: the shop service on `127.0.0.1:$PORT` (default 3000), on
-//! the in-memory store, or on PostgreSQL when `DATABASE_URL` is set (feature `postgres`).
+//! the in-memory store, on a SQLite file with `DATABASE_URL=sqlite://FILE` (feature
+//! `sqlite`), or on PostgreSQL with `DATABASE_URL=postgres://...` (feature `postgres`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -27,8 +28,23 @@ async fn run() -> Result<(), BoxError> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     match std::env::var("DATABASE_URL").ok().filter(|url| !url.trim().is_empty()) {
         None => serve(annals_memory::MemoryStore::new(), addr, "the in-memory store").await,
+        Some(url) if url.starts_with("sqlite:") => serve(sqlite(&url).await?, addr, "SQLite (DATABASE_URL)").await,
         Some(url) => serve(postgres(&url).await?, addr, "PostgreSQL (DATABASE_URL)").await,
     }
+}
+
+#[cfg(feature = "sqlite")]
+async fn sqlite(url: &str) -> Result<annals_sqlite::SqliteStore, BoxError> {
+    let store = annals_sqlite::SqliteStore::connect(url).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn sqlite(_url: &str) -> Result<annals_memory::MemoryStore, BoxError> {
+    Err("DATABASE_URL names a SQLite file, but this build has no SQLite support: \
+         run `cargo run -p shop-service --features sqlite`, or unset DATABASE_URL for the in-memory store"
+        .into())
 }
 
 #[cfg(feature = "postgres")]
@@ -40,7 +56,7 @@ async fn postgres(url: &str) -> Result<annals_postgres::PostgresStore, BoxError>
 
 #[cfg(not(feature = "postgres"))]
 async fn postgres(_url: &str) -> Result<annals_memory::MemoryStore, BoxError> {
-    Err("DATABASE_URL is set, but this build has no PostgreSQL support: \
+    Err("DATABASE_URL names a PostgreSQL server, but this build has no PostgreSQL support: \
          run `cargo run -p shop-service --features postgres`, or unset DATABASE_URL for the in-memory store"
         .into())
 }

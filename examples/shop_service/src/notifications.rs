@@ -10,23 +10,18 @@
 //! a redelivered event finds its email already queued and does nothing.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use annals::event::decode_event;
-use annals::subscription::{Checkpoint, FeedEvent, Filter, Sink, SinkError};
-use annals::{Aggregate, BoxError, Envelope, Event, ProjectionError};
+use annals::subscription::{Checkpoint, InMemoryProjection};
+use annals::{BoxError, Envelope, On, Projection};
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shopping_cart::{Cart, CheckedOut};
+use shopping_cart::CheckedOut;
 use uuid::Uuid;
 
 use crate::projections::cart_id;
-
-/// The consumer's name (its checkpoint key, and the name in its errors).
-pub const NAME: &str = "notifications";
 
 /// An order-confirmation email waiting to be sent.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -47,55 +42,41 @@ pub struct Notification {
     pub queued_at: DateTime<Utc>,
 }
 
-/// The consumer's outbox (the emails it queued) and its checkpoint, kept together. Clones
-/// share them.
-#[derive(Clone, Default)]
+/// The consumer: its outbox of queued emails. A projection of `cart.checked_out` events,
+/// kept in memory with its checkpoint beside it by an [`InMemoryProjection`]; the service
+/// narrows its subscription to cart streams.
+#[derive(Projection, Default)]
+#[projection(name = "notifications", events(CheckedOut))]
 pub struct Outbox {
-    inner: Arc<Mutex<OutboxState>>,
-}
-
-#[derive(Default)]
-struct OutboxState {
     /// Queued emails by idempotency key (the causing event's id).
     by_event: BTreeMap<Uuid, Notification>,
     /// Event ids in the order their emails were queued.
     queued: Vec<Uuid>,
     /// How many `cart.checked_out` deliveries the handler received, duplicates included.
     deliveries: u64,
-    checkpoint: Checkpoint,
 }
 
 impl Outbox {
-    fn lock(&self) -> MutexGuard<'_, OutboxState> {
-        // The state stays consistent under a panic (each update is one insert), so a
-        // poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// The queued emails, oldest first.
     pub fn notifications(&self) -> Vec<Notification> {
-        let state = self.lock();
-        state.queued.iter().filter_map(|id| state.by_event.get(id).cloned()).collect()
+        self.queued.iter().filter_map(|id| self.by_event.get(id).cloned()).collect()
     }
 
     /// How many `cart.checked_out` deliveries the handler received, duplicates included.
     pub fn deliveries(&self) -> u64 {
-        self.lock().deliveries
+        self.deliveries
     }
+}
 
-    /// How far the consumer has read.
-    pub fn checkpoint(&self) -> Checkpoint {
-        self.lock().checkpoint
-    }
-
-    /// Queues the email `checked_out` calls for, unless its event was handled before.
-    /// Returns whether it queued one.
-    fn handle(&self, checked_out: CheckedOut, envelope: &Envelope) -> Result<bool, BoxError> {
+/// Queues the email a checkout calls for, unless its event was handled before: keyed by
+/// the event id, so a redelivery (which a consumer in another process sees after a crash
+/// between the email and its checkpoint) queues nothing twice.
+impl On<CheckedOut> for Outbox {
+    async fn on(&mut self, checked_out: CheckedOut, envelope: &Envelope, _: &mut ()) -> Result<(), BoxError> {
         let cart_id = cart_id(envelope)?.to_owned();
-        let mut state = self.lock();
-        state.deliveries += 1;
-        if state.by_event.contains_key(&envelope.event_id) {
-            return Ok(false); // redelivered: the email is already queued
+        self.deliveries += 1;
+        if self.by_event.contains_key(&envelope.event_id) {
+            return Ok(()); // redelivered: the email is already queued
         }
         let notification = Notification {
             event_id: envelope.event_id,
@@ -111,53 +92,8 @@ impl Outbox {
             "notifications: queued \"{}\" to {} (event {}, correlation {correlation})",
             notification.subject, notification.to, notification.event_id
         );
-        state.by_event.insert(envelope.event_id, notification);
-        state.queued.push(envelope.event_id);
-        Ok(true)
-    }
-}
-
-/// The consumer as a subscription [`Sink`]: feed it with
-/// `Subscription::new(store, NotificationConsumer::new(outbox))`.
-#[derive(Clone)]
-pub struct NotificationConsumer {
-    outbox: Outbox,
-}
-
-impl NotificationConsumer {
-    /// A consumer queueing into `outbox` and resuming from its checkpoint.
-    pub fn new(outbox: Outbox) -> Self {
-        NotificationConsumer { outbox }
-    }
-}
-
-impl Sink for NotificationConsumer {
-    fn name(&self) -> &str {
-        NAME
-    }
-
-    /// Only checkouts of carts: the store filters out everything else.
-    fn filter(&self) -> Filter {
-        Filter::all().event_types([CheckedOut::NAME]).category(Cart::NAME)
-    }
-
-    async fn checkpoint(&mut self) -> Result<Checkpoint, BoxError> {
-        Ok(self.outbox.checkpoint())
-    }
-
-    /// Queues the emails, then records the checkpoint: an event is handed out again if
-    /// the consumer stops in between, and the outbox ignores it the second time (keyed by event id).
-    async fn process(&mut self, events: &[FeedEvent], next: Checkpoint) -> Result<(), SinkError> {
-        for event in events {
-            let envelope = &event.envelope;
-            let checked_out = decode_event::<CheckedOut>(envelope)
-                .map_err(|source| ProjectionError::Decode { projection: NAME, source })?;
-            self.outbox.handle(checked_out, envelope).map_err(|e| ProjectionError::handler(NAME, envelope, e))?;
-            let mut state = self.outbox.lock();
-            state.checkpoint = state.checkpoint.max(event.checkpoint);
-        }
-        let mut state = self.outbox.lock();
-        state.checkpoint = state.checkpoint.max(next);
+        self.by_event.insert(envelope.event_id, notification);
+        self.queued.push(envelope.event_id);
         Ok(())
     }
 }
@@ -174,27 +110,26 @@ pub struct NotificationsResponse {
 }
 
 /// `GET /notifications`, on `outbox`.
-pub fn router(outbox: Outbox) -> Router {
+pub fn router(outbox: InMemoryProjection<Outbox>) -> Router {
     Router::new().route("/notifications", get(list)).with_state(outbox)
 }
 
-async fn list(State(outbox): State<Outbox>) -> Json<NotificationsResponse> {
-    Json(NotificationsResponse {
-        as_of: outbox.checkpoint(),
-        deliveries: outbox.deliveries(),
-        notifications: outbox.notifications(),
-    })
+async fn list(State(outbox): State<InMemoryProjection<Outbox>>) -> Json<NotificationsResponse> {
+    let as_of = outbox.checkpoint().await;
+    let outbox = outbox.read().await;
+    Json(NotificationsResponse { as_of, deliveries: outbox.deliveries(), notifications: outbox.notifications() })
 }
 
 #[cfg(test)]
 mod tests {
-    use annals::Metadata;
+    use annals::subscription::{FeedEvent, Sink};
+    use annals::{Event, Metadata};
 
     use super::*;
 
     fn checkout_event(position: u64) -> FeedEvent {
         FeedEvent {
-            checkpoint: Checkpoint { commit: position, position },
+            checkpoint: Checkpoint::from_parts(0, position),
             envelope: Envelope {
                 event_id: Uuid::now_v7(),
                 stream_id: "cart-7".into(),
@@ -210,14 +145,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_redelivered_checkout_queues_one_email() -> Result<(), SinkError> {
-        let outbox = Outbox::default();
-        let mut consumer = NotificationConsumer::new(outbox.clone());
+    async fn a_redelivered_checkout_queues_one_email() -> Result<(), BoxError> {
+        let mut outbox = Outbox::default();
         let event = checkout_event(5);
-        let at = event.checkpoint;
-        consumer.process(std::slice::from_ref(&event), at).await?;
-        // A crash before the checkpoint was saved elsewhere: the same event again.
-        consumer.process(std::slice::from_ref(&event), at).await?;
+        let checked_out: CheckedOut = event.envelope.decode()?;
+        outbox.on(checked_out.clone(), &event.envelope, &mut ()).await?;
+        // A redelivery after a crash before the checkpoint was saved: the same event again.
+        outbox.on(checked_out, &event.envelope, &mut ()).await?;
 
         let queued = outbox.notifications();
         assert_eq!(queued.len(), 1);
@@ -226,19 +160,17 @@ mod tests {
         assert_eq!(queued[0].cart_id, "7");
         assert_eq!(queued[0].total_cents, 900);
         assert_eq!(queued[0].correlation_id, event.envelope.metadata.correlation_id);
-        assert_eq!(outbox.checkpoint(), at);
         Ok(())
     }
 
     #[tokio::test]
     async fn an_undecodable_checkout_stops_the_consumer_before_its_checkpoint() {
-        let outbox = Outbox::default();
-        let mut consumer = NotificationConsumer::new(outbox.clone());
+        let mut outbox = InMemoryProjection::new(Outbox::default());
         let mut event = checkout_event(3);
         event.envelope.payload = serde_json::json!({ "total": "lots" });
         let at = event.checkpoint;
-        assert!(consumer.process(&[event], at).await.is_err());
-        assert!(outbox.notifications().is_empty());
-        assert_eq!(outbox.checkpoint(), Checkpoint::START);
+        assert!(outbox.process(&[event], at).await.is_err());
+        assert!(outbox.read().await.notifications().is_empty());
+        assert_eq!(outbox.checkpoint().await, Checkpoint::START);
     }
 }

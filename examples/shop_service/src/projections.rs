@@ -144,6 +144,9 @@ pub struct BestSellers {
     open_carts: HashMap<String, BTreeMap<String, u64>>,
     units_sold: HashMap<String, u64>,
     checked_out_carts: u64,
+    /// The highest global position among the events applied (read-your-writes for
+    /// `?min_position=`).
+    position: u64,
 }
 
 impl BestSellers {
@@ -160,12 +163,22 @@ impl BestSellers {
     pub fn checked_out_carts(&self) -> u64 {
         self.checked_out_carts
     }
+
+    /// The highest global position among the events applied.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    fn saw(&mut self, envelope: &Envelope) {
+        self.position = self.position.max(envelope.global_position);
+    }
 }
 
 impl On<ItemAdded> for BestSellers {
     async fn on(&mut self, e: ItemAdded, envelope: &Envelope, _: &mut ()) -> Result<(), BoxError> {
         let lines = self.open_carts.entry(cart_id(envelope)?.to_owned()).or_default();
         *lines.entry(e.sku).or_default() += u64::from(e.qty);
+        self.saw(envelope);
         Ok(())
     }
 }
@@ -180,6 +193,7 @@ impl On<ItemRemoved> for BestSellers {
                 }
             }
         }
+        self.saw(envelope);
         Ok(())
     }
 }
@@ -191,6 +205,7 @@ impl On<CheckedOut> for BestSellers {
             *self.units_sold.entry(sku).or_default() += units;
         }
         self.checked_out_carts += 1;
+        self.saw(envelope);
         Ok(())
     }
 }

@@ -3,8 +3,8 @@
 //! (eventual consistency), so every answer says how far it has read (`as_of`), and a
 //! client that has just written can ask to wait: `GET /carts/{id}?min_version=N` waits
 //! until the summary reflects stream version `N` (what the command returned), and
-//! `GET /products/best-sellers?min_position=N` until the projection has read past global
-//! position `N`. Waits are bounded by [`MAX_WAIT`]; past it the answer is a 503 with
+//! `GET /products/best-sellers?min_position=N` until the projection has applied an event
+//! at global position `N` or later. Waits are bounded by [`MAX_WAIT`]; past it the answer is a 503 with
 //! `Retry-After`.
 
 use std::time::Duration;
@@ -85,9 +85,8 @@ async fn cart(
                 return Ok(Json(CartResponse { cart, as_of }));
             }
             return Err(ApiError::not_found(format!(
-                "no cart `{id}` in the read model (as of position {}); if it was just created, \
-                 pass ?min_version=<the version the command returned>",
-                as_of.position
+                "no cart `{id}` in the read model (as of checkpoint {as_of}); if it was just created, \
+                 pass ?min_version=<the version the command returned>"
             )));
         }
         if tokio::time::Instant::now() >= deadline {
@@ -106,7 +105,7 @@ async fn cart(
 pub struct BestSellersQuery {
     /// How many products (default 10, at most 100).
     pub limit: Option<usize>,
-    /// Wait until the projection has read past this global position.
+    /// Wait until the projection has applied an event at this global position or later.
     pub min_position: Option<u64>,
 }
 
@@ -119,6 +118,8 @@ pub struct BestSellersResponse {
     pub checked_out_carts: u64,
     /// How far the projection has read.
     pub as_of: Checkpoint,
+    /// The highest global position among the events it applied.
+    pub position: u64,
 }
 
 async fn best_sellers(
@@ -132,29 +133,35 @@ async fn best_sellers(
     }
     let as_of = wait_for_position(&read.best_sellers, query.min_position.unwrap_or(0)).await?;
     let view = read.best_sellers.read().await;
-    Ok(Json(BestSellersResponse { products: view.top(limit), checked_out_carts: view.checked_out_carts(), as_of }))
+    Ok(Json(BestSellersResponse {
+        products: view.top(limit),
+        checked_out_carts: view.checked_out_carts(),
+        as_of,
+        position: view.position(),
+    }))
 }
 
-/// Waits (at most [`MAX_WAIT`]) until `projection` has read past global position
-/// `min_position`; returns its checkpoint.
+/// Waits (at most [`MAX_WAIT`]) until `projection` has applied an event at global
+/// position `min_position` or later; returns its checkpoint.
 ///
-/// On the memory store commit order is position order, so this is exact. On PostgreSQL a
-/// transaction that took a lower position can commit after one that took a higher
-/// position, so while writers race, a checkpoint past `N` does not prove that the event at
-/// `N` was read. `min_version` on a single cart is exact on every store.
-async fn wait_for_position<P>(projection: &InMemoryProjection<P>, min_position: u64) -> Result<Checkpoint, ApiError>
-where
-    P: annals::Projection<Context = ()> + Sync,
-{
+/// On the memory and SQLite stores commit order is position order, so this is exact. On
+/// PostgreSQL a transaction that took a lower position can commit after one that took a
+/// higher position, so while writers race, having applied position `N` does not prove
+/// that every event below `N` was applied. `min_version` on a single cart is exact on
+/// every store.
+async fn wait_for_position(
+    projection: &InMemoryProjection<BestSellers>,
+    min_position: u64,
+) -> Result<Checkpoint, ApiError> {
     let deadline = tokio::time::Instant::now() + MAX_WAIT;
     loop {
-        let as_of = projection.checkpoint().await;
-        if as_of.position >= min_position {
-            return Ok(as_of);
+        let position = projection.read().await.position();
+        if position >= min_position {
+            return Ok(projection.checkpoint().await);
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(ApiError::unavailable(
-                format!("the read model is at position {}, not yet {min_position}; retry", as_of.position),
+                format!("the read model is at position {position}, not yet {min_position}; retry"),
                 1,
             ));
         }
