@@ -65,11 +65,14 @@ pub trait On<E: Event>: Projection {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProjectionError {
-    /// The stored event does not decode into the handler's type.
+    /// The stored event does not decode into the handler's type. Permanent: retrying
+    /// cannot help until the code or the stored event changes.
     #[error("projection `{projection}`: {source}")]
     Decode {
         /// The projection.
         projection: &'static str,
+        /// The event's id.
+        event_id: uuid::Uuid,
         /// Why decoding failed (names stream, version and type).
         #[source]
         source: DecodeError,
@@ -82,6 +85,8 @@ pub enum ProjectionError {
     Handler {
         /// The projection.
         projection: &'static str,
+        /// The event's id.
+        event_id: uuid::Uuid,
         /// The event's stream.
         stream: String,
         /// The event's stream version.
@@ -101,12 +106,60 @@ impl ProjectionError {
     pub(crate) fn handler(projection: &'static str, envelope: &Envelope, source: BoxError) -> Self {
         ProjectionError::Handler {
             projection,
+            event_id: envelope.event_id,
             stream: envelope.stream_id.clone(),
             version: envelope.stream_version,
             position: envelope.global_position,
             event_type: envelope.event_type.clone(),
             source,
         }
+    }
+
+    /// Wraps a decoding error with the event it happened on.
+    pub(crate) fn decode(projection: &'static str, envelope: &Envelope, source: DecodeError) -> Self {
+        ProjectionError::Decode { projection, event_id: envelope.event_id, source }
+    }
+
+    /// The id of the event projecting failed on.
+    pub fn event_id(&self) -> uuid::Uuid {
+        match self {
+            ProjectionError::Decode { event_id, .. } | ProjectionError::Handler { event_id, .. } => *event_id,
+        }
+    }
+
+    /// Whether retrying cannot help: the event does not decode, or the handler marked its
+    /// error [`Permanent`]. A consumer stops at once on a permanent failure, or parks the
+    /// event (see [`PoisonPolicy`](crate::subscription::PoisonPolicy)); other failures are
+    /// retried first.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ProjectionError::Decode { .. } => true,
+            ProjectionError::Handler { source, .. } => source.downcast_ref::<Permanent>().is_some(),
+        }
+    }
+}
+
+/// A handler's error that retrying cannot fix (the event breaks a rule of the read model,
+/// say): wrap it so the consumer does not retry it.
+///
+/// ```
+/// # use annals::Permanent;
+/// fn check(qty: i64) -> Result<(), annals::BoxError> {
+///     if qty < 0 {
+///         return Err(Permanent::new(format!("negative quantity {qty}")).into());
+///     }
+///     Ok(())
+/// }
+/// assert!(check(-1).unwrap_err().downcast_ref::<Permanent>().is_some());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Permanent(#[source] pub BoxError);
+
+impl Permanent {
+    /// Marks `error` as permanent.
+    pub fn new(error: impl Into<BoxError>) -> Self {
+        Permanent(error.into())
     }
 }
 
@@ -121,7 +174,7 @@ where
     P: On<E>,
     E: Event,
 {
-    let event = crate::event::decode_event::<E>(envelope)
-        .map_err(|source| ProjectionError::Decode { projection: P::NAME, source })?;
+    let event =
+        crate::event::decode_event::<E>(envelope).map_err(|source| ProjectionError::decode(P::NAME, envelope, source))?;
     projection.on(event, envelope, context).await.map_err(|e| ProjectionError::handler(P::NAME, envelope, e))
 }

@@ -21,8 +21,9 @@ pub struct MemoryStore {
     pub(crate) snapshots: Arc<RwLock<HashMap<String, StoredSnapshot>>>,
     /// The head position, published after every append to wake subscriptions.
     pub(crate) head: Arc<tokio::sync::watch::Sender<u64>>,
-    /// Consumers' checkpoints ([`CheckpointStore`]); a transaction holds the lock.
-    pub(crate) checkpoints: Arc<tokio::sync::Mutex<HashMap<String, Checkpoint>>>,
+    /// Consumers' checkpoints and dead letters ([`CheckpointStore`](annals::store::CheckpointStore));
+    /// a transaction holds the lock.
+    pub(crate) consumers: Arc<tokio::sync::Mutex<crate::checkpoints::Consumers>>,
 }
 
 impl Default for MemoryStore {
@@ -31,7 +32,7 @@ impl Default for MemoryStore {
             log: Arc::default(),
             snapshots: Arc::default(),
             head: Arc::new(tokio::sync::watch::Sender::new(0)),
-            checkpoints: Arc::default(),
+            consumers: Arc::default(),
         }
     }
 }

@@ -10,7 +10,7 @@
 //! The argument is an `async` expression that yields a fresh, empty store; it is
 //! evaluated once per case. [`conformance_tests!`](crate::conformance_tests) runs every
 //! suite, each in its own module (`store::...`, `feed::...`, `snapshots::...`,
-//! `upcasting::...`, `consumers::...`); one suite alone is one macro:
+//! `upcasting::...`, `consumers::...`, `poison::...`); one suite alone is one macro:
 //!
 //! | macro | suite | the store must implement |
 //! | --- | --- | --- |
@@ -19,6 +19,7 @@
 //! | [`snapshot_conformance_tests!`](crate::snapshot_conformance_tests) | [`snapshots`] | [`SnapshotStore`](crate::store::SnapshotStore) |
 //! | [`upcasting_conformance_tests!`](crate::upcasting_conformance_tests) | [`upcasting`] | [`EventStore`](crate::EventStore) |
 //! | [`consumer_conformance_tests!`](crate::consumer_conformance_tests) | [`consumers`] | [`EventStore`](crate::EventStore), [`EventFeed`](crate::EventFeed), [`CheckpointStore`](crate::store::CheckpointStore) |
+//! | [`poison_conformance_tests!`](crate::poison_conformance_tests) | [`poison`] | [`EventStore`](crate::EventStore), [`EventFeed`](crate::EventFeed), [`CheckpointStore`](crate::store::CheckpointStore) with dead letters |
 //!
 //! Each macro expands to one `#[test]` per case, named after the case, that builds a
 //! store and runs the case on a fresh multi-threaded runtime ([`run`]). Every case is a
@@ -36,6 +37,7 @@ use std::future::Future;
 
 pub mod consumers;
 pub mod feed;
+pub mod poison;
 pub mod snapshots;
 pub mod store;
 mod support;
@@ -86,6 +88,27 @@ macro_rules! conformance_tests {
             use super::*;
             $crate::consumer_conformance_tests!($make_store);
         }
+        #[allow(unused_imports)]
+        mod poison {
+            use super::*;
+            $crate::poison_conformance_tests!($make_store);
+        }
+    };
+}
+
+/// Expands to one `#[test]` per case of the [`poison`](crate::conformance::poison) suite:
+/// poison events stop a consumer or are parked in the store's
+/// [`CheckpointStore`](crate::store::CheckpointStore), listed, retried and skipped.
+#[macro_export]
+macro_rules! poison_conformance_tests {
+    ($make_store:expr $(,)?) => {
+        $crate::__conformance_cases!(poison, $make_store;
+            exactly_once_parks_a_failing_event_and_retries_it_after_a_fix,
+            exactly_once_park_stream_holds_back_the_rest_of_the_stream,
+            a_permanent_failure_stops_at_once_or_is_parked_at_once,
+            at_least_once_skips_a_parked_event_on_request,
+            in_memory_parks_and_retries,
+        );
     };
 }
 

@@ -190,7 +190,7 @@ impl<C> Recorder<C> {
 
     fn record(&mut self, envelope: &Envelope) -> Result<(), ProjectionError> {
         let label = if envelope.event_type == Noted::NAME {
-            envelope.decode::<Noted>().map_err(|source| ProjectionError::Decode { projection: RECORDER, source })?.label
+            envelope.decode::<Noted>().map_err(|source| ProjectionError::decode(RECORDER, envelope, source))?.label
         } else if envelope.event_type == Closed::NAME {
             "<closed>".to_owned()
         } else {

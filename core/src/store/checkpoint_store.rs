@@ -3,7 +3,10 @@
 use std::future::Future;
 use std::ops::DerefMut;
 
+use uuid::Uuid;
+
 use crate::store::{Checkpoint, StoreError};
+use crate::subscription::Parked;
 
 /// Where consumers keep their checkpoints, in transactions that can also carry the
 /// consumer's own writes.
@@ -51,4 +54,47 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
 
     /// Commits `transaction`.
     fn commit(&self, transaction: Self::Transaction) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// In `transaction`, sets `parked` aside as a dead letter of consumer `name` (see
+    /// [`PoisonPolicy`](crate::subscription::PoisonPolicy)). Parking an event already
+    /// parked replaces its reason.
+    ///
+    /// The default keeps no dead letters: it fails, and a consumer stops instead of
+    /// parking.
+    fn park(
+        &self,
+        transaction: &mut Self::Transaction,
+        name: &str,
+        parked: &Parked,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (transaction, parked);
+        let error = no_dead_letters(name);
+        async { Err(error) }
+    }
+
+    /// The dead letters of consumer `name`, in feed order. The default: none.
+    fn parked(&self, name: &str) -> impl Future<Output = Result<Vec<Parked>, StoreError>> + Send {
+        let _ = name;
+        async { Ok(Vec::new()) }
+    }
+
+    /// In `transaction`, removes the dead letter of `event_id` of consumer `name` (it was
+    /// applied after all, or an operator skipped it); false when there was none.
+    fn unpark(
+        &self,
+        transaction: &mut Self::Transaction,
+        name: &str,
+        event_id: Uuid,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (transaction, name, event_id);
+        async { Ok(false) }
+    }
+}
+
+/// The error of [`CheckpointStore::park`] on a store that keeps no dead letters.
+fn no_dead_letters(name: &str) -> StoreError {
+    StoreError::Backend {
+        operation: format!("parking an event of consumer `{name}`"),
+        source: "this store keeps no dead letters; use PoisonPolicy::Stop with it".into(),
+    }
 }

@@ -175,7 +175,7 @@ impl Filter {
 }
 
 /// An event as the feed returns it: the envelope and its place in commit order.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FeedEvent {
     /// Where the event stands in commit order.
     pub checkpoint: Checkpoint,

@@ -1,10 +1,13 @@
 //! Consumers whose checkpoint lives in a [`CheckpointStore`]: [`ExactlyOnce`] and
 //! [`AtLeastOnce`].
 
+use uuid::Uuid;
+
 use crate::projection::{BoxError, Projection};
 use crate::store::{Checkpoint, CheckpointStore, FeedEvent, Filter, StoreError};
-use crate::subscription::sink::apply_events;
-use crate::subscription::{Sink, SinkError};
+use crate::subscription::poison::{held_behind, Disposition, ParkedIndex};
+use crate::subscription::sink::pending;
+use crate::subscription::{Parked, PoisonPolicy, RetryReport, Sink, SinkError};
 
 /// Another instance moved the consumer's checkpoint (or it was reset) while this one was
 /// running: this instance does not apply the batch on top of it.
@@ -31,11 +34,53 @@ struct Checkpointed<P, K> {
     name: String,
     /// `None` until loaded; then the stored checkpoint (`Some(None)`: none stored).
     seen: Option<Option<Checkpoint>>,
+    policy: PoisonPolicy,
+    /// The dead letters, once loaded.
+    parked: Option<ParkedIndex>,
 }
 
 impl<P: Projection, K: CheckpointStore> Checkpointed<P, K> {
     fn new(store: K, projection: P) -> Self {
-        Checkpointed { store, projection, name: P::NAME.to_owned(), seen: None }
+        Checkpointed { store, projection, name: P::NAME.to_owned(), seen: None, policy: PoisonPolicy::Stop, parked: None }
+    }
+
+    /// The dead letters, loaded from the store the first time.
+    async fn parked_index(&mut self) -> Result<&mut ParkedIndex, SinkError> {
+        if self.parked.is_none() {
+            let parked =
+                self.store.parked(&self.name).await.map_err(|e| self.storage("loading the parked events", e))?;
+            self.parked = Some(ParkedIndex::new(parked.iter()));
+        }
+        Ok(self.parked.get_or_insert_with(ParkedIndex::default))
+    }
+
+    /// [`Sink::park`]: sets `event` aside in a transaction of its own.
+    async fn park(&mut self, event: &FeedEvent, reason: &str) -> Result<bool, SinkError> {
+        if self.policy == PoisonPolicy::Stop {
+            return Ok(false);
+        }
+        let parked = Parked::new(event.clone(), reason, None);
+        let mut transaction = self.store.begin().await.map_err(|e| self.storage("parking an event", e))?;
+        self.store.park(&mut transaction, &self.name, &parked).await.map_err(|e| self.storage("parking an event", e))?;
+        self.store.commit(transaction).await.map_err(|e| self.storage("parking an event", e))?;
+        self.parked_index().await?.add(&parked);
+        Ok(true)
+    }
+
+    /// Drops the dead letter `event_id` (applied, or skipped by an operator).
+    async fn unpark(&mut self, event_id: Uuid) -> Result<bool, StoreError> {
+        let mut transaction = self.store.begin().await?;
+        let removed = self.store.unpark(&mut transaction, &self.name, event_id).await?;
+        self.store.commit(transaction).await?;
+        self.parked = None;
+        Ok(removed)
+    }
+
+    /// Parks `parked` again with its new reason.
+    async fn repark(&mut self, parked: &Parked) -> Result<(), StoreError> {
+        let mut transaction = self.store.begin().await?;
+        self.store.park(&mut transaction, &self.name, parked).await?;
+        self.store.commit(transaction).await
     }
 
     fn storage(&self, what: &'static str, error: StoreError) -> SinkError {
@@ -82,6 +127,7 @@ macro_rules! checkpointed_accessors {
         pub fn named(mut self, name: impl Into<String>) -> Self {
             self.inner.name = name.into();
             self.inner.seen = None;
+            self.inner.parked = None;
             self
         }
 
@@ -98,6 +144,25 @@ macro_rules! checkpointed_accessors {
         /// The stored checkpoint, `None` before the first batch or after a reset.
         pub async fn stored_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
             self.inner.store.load_checkpoint(&self.inner.name).await
+        }
+
+        /// The same consumer, handling poison events as `policy` says (default
+        /// [`PoisonPolicy::Stop`]). Parked events live in the store, beside the checkpoint.
+        pub fn poison(mut self, policy: PoisonPolicy) -> Self {
+            self.inner.policy = policy;
+            self
+        }
+
+        /// The events this consumer set aside, in feed order.
+        pub async fn parked(&self) -> Result<Vec<Parked>, StoreError> {
+            self.inner.store.parked(&self.inner.name).await
+        }
+
+        /// Drops the parked event `event_id` without applying it (an operator's decision);
+        /// false when it is not parked. Under [`PoisonPolicy::ParkStream`] the events held
+        /// behind it stay parked until retried.
+        pub async fn skip_parked(&mut self, event_id: Uuid) -> Result<bool, StoreError> {
+            self.inner.unpark(event_id).await
         }
 
         /// Starts resetting the consumer so that its next run replays every event: begins
@@ -200,6 +265,9 @@ impl<P: Projection<Context = K::Connection>, K: CheckpointStore> Sink for Exactl
         if seen.is_some_and(|seen| next <= seen) {
             return Ok(());
         }
+        // The dead letters are read before the transaction begins: a store may allow one
+        // open transaction at a time (the memory store's lock, a pool of one).
+        inner.parked_index().await?;
         let mut transaction = inner.store.begin().await.map_err(|e| inner.storage("beginning a batch", e))?;
         let moved = inner
             .store
@@ -213,11 +281,76 @@ impl<P: Projection<Context = K::Connection>, K: CheckpointStore> Sink for Exactl
             drop(transaction);
             return inner.moved(seen, next).await;
         }
-        let mut applied = seen.unwrap_or(Checkpoint::START);
-        apply_events(&mut inner.projection, &mut transaction, events, &mut applied).await?;
+        let applied = seen.unwrap_or(Checkpoint::START);
+        let policy = inner.policy;
+        let mut held = Vec::new();
+        for event in pending(events, applied) {
+            match inner.parked_index().await?.disposition(policy, event) {
+                Disposition::Apply => inner.projection.project(&event.envelope, &mut transaction).await?,
+                Disposition::Skip => {}
+                Disposition::HoldBehind(first) => {
+                    let parked = Parked::new(event.clone(), held_behind(first), Some(first));
+                    inner
+                        .store
+                        .park(&mut transaction, &inner.name, &parked)
+                        .await
+                        .map_err(|e| inner.storage("parking an event", e))?;
+                    held.push(parked);
+                }
+            }
+        }
         inner.store.commit(transaction).await.map_err(|e| inner.storage("committing a batch", e))?;
         inner.seen = Some(Some(next));
+        let index = inner.parked_index().await?;
+        for parked in &held {
+            index.add(parked);
+        }
         Ok(())
+    }
+
+    async fn park(&mut self, event: &FeedEvent, reason: &str) -> Result<bool, SinkError> {
+        self.inner.park(event, reason).await
+    }
+}
+
+impl<P: Projection<Context = K::Connection>, K: CheckpointStore> ExactlyOnce<P, K> {
+    /// Runs the handler of every parked event again, in feed order (after a fix), each in
+    /// a transaction that also removes its dead letter; those it applies are no longer
+    /// parked. Under [`PoisonPolicy::ParkStream`], a stream's events stay parked behind
+    /// the first of them that still fails.
+    pub async fn retry_parked(&mut self) -> Result<RetryReport, StoreError> {
+        let inner = &mut self.inner;
+        let mut report = RetryReport::default();
+        let mut failed = ParkedIndex::default();
+        for mut parked in inner.store.parked(&inner.name).await? {
+            let event_id = parked.event.envelope.event_id;
+            if let Disposition::HoldBehind(first) = failed.disposition(inner.policy, &parked.event) {
+                parked.reason = held_behind(first);
+                parked.behind = Some(first);
+                inner.repark(&parked).await?;
+                failed.add(&parked);
+                report.still_parked.push(parked);
+                continue;
+            }
+            let mut transaction = inner.store.begin().await?;
+            match inner.projection.project(&parked.event.envelope, &mut transaction).await {
+                Ok(()) => {
+                    inner.store.unpark(&mut transaction, &inner.name, event_id).await?;
+                    inner.store.commit(transaction).await?;
+                    report.applied.push(event_id);
+                }
+                Err(error) => {
+                    drop(transaction);
+                    parked.reason = error.to_string();
+                    parked.behind = None;
+                    inner.repark(&parked).await?;
+                    failed.add(&parked);
+                    report.still_parked.push(parked);
+                }
+            }
+        }
+        inner.parked = None;
+        Ok(report)
     }
 }
 
@@ -301,17 +434,75 @@ impl<P: Projection<Context = ()>, K: CheckpointStore> Sink for AtLeastOnce<P, K>
     }
 
     async fn process(&mut self, events: &[FeedEvent], next: Checkpoint) -> Result<(), SinkError> {
+        let policy = self.inner.policy;
         for event in events {
-            let mut applied = self.inner.seen().await?.unwrap_or(Checkpoint::START);
-            apply_events(&mut self.inner.projection, &mut (), std::slice::from_ref(event), &mut applied).await?;
-            if applied == event.checkpoint {
-                self.save(applied).await?;
+            let applied = self.inner.seen().await?.unwrap_or(Checkpoint::START);
+            if pending(std::slice::from_ref(event), applied).next().is_none() {
+                continue; // already handled
             }
+            match self.inner.parked_index().await?.disposition(policy, event) {
+                Disposition::Apply => self.inner.projection.project(&event.envelope, &mut ()).await?,
+                Disposition::Skip => {}
+                Disposition::HoldBehind(first) => {
+                    let parked = Parked::new(event.clone(), held_behind(first), Some(first));
+                    let inner = &mut self.inner;
+                    let mut transaction = inner.store.begin().await.map_err(|e| inner.storage("parking an event", e))?;
+                    inner
+                        .store
+                        .park(&mut transaction, &inner.name, &parked)
+                        .await
+                        .map_err(|e| inner.storage("parking an event", e))?;
+                    inner.store.commit(transaction).await.map_err(|e| inner.storage("parking an event", e))?;
+                    inner.parked_index().await?.add(&parked);
+                }
+            }
+            self.save(event.checkpoint).await?;
         }
         // Past the events the filter skipped, too.
         if self.inner.seen().await?.is_none_or(|seen| seen < next) {
             self.save(next).await?;
         }
         Ok(())
+    }
+
+    async fn park(&mut self, event: &FeedEvent, reason: &str) -> Result<bool, SinkError> {
+        self.inner.park(event, reason).await
+    }
+}
+
+impl<P: Projection<Context = ()>, K: CheckpointStore> AtLeastOnce<P, K> {
+    /// Runs the handler of every parked event again, in feed order (after a fix); those
+    /// it handles are no longer parked. Under [`PoisonPolicy::ParkStream`], a stream's
+    /// events stay parked behind the first of them that still fails.
+    pub async fn retry_parked(&mut self) -> Result<RetryReport, StoreError> {
+        let inner = &mut self.inner;
+        let mut report = RetryReport::default();
+        let mut failed = ParkedIndex::default();
+        for mut parked in inner.store.parked(&inner.name).await? {
+            let event_id = parked.event.envelope.event_id;
+            if let Disposition::HoldBehind(first) = failed.disposition(inner.policy, &parked.event) {
+                parked.reason = held_behind(first);
+                parked.behind = Some(first);
+                inner.repark(&parked).await?;
+                failed.add(&parked);
+                report.still_parked.push(parked);
+                continue;
+            }
+            match inner.projection.project(&parked.event.envelope, &mut ()).await {
+                Ok(()) => {
+                    inner.unpark(event_id).await?;
+                    report.applied.push(event_id);
+                }
+                Err(error) => {
+                    parked.reason = error.to_string();
+                    parked.behind = None;
+                    inner.repark(&parked).await?;
+                    failed.add(&parked);
+                    report.still_parked.push(parked);
+                }
+            }
+        }
+        inner.parked = None;
+        Ok(report)
     }
 }

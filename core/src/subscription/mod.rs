@@ -25,12 +25,14 @@
 
 mod checkpointed;
 mod in_memory;
+mod poison;
 mod sink;
 #[allow(clippy::module_inception, reason = "the module holds the `Subscription` type and its errors")]
 mod subscription;
 
 pub use checkpointed::{AtLeastOnce, CheckpointMoved, ExactlyOnce, Reset};
 pub use in_memory::InMemoryProjection;
+pub use poison::{Parked, PoisonPolicy, RetryReport};
 pub use sink::{Sink, SinkError};
 pub use subscription::{Subscription, SubscriptionError, SubscriptionOptions, SubscriptionState, SubscriptionStatus};
 

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use crate::projection::{BoxError, Projection, ProjectionError};
+use crate::projection::{BoxError, ProjectionError};
 use crate::store::{Checkpoint, FeedEvent, Filter, StoreError};
 
 /// Where a subscription delivers events: a consumer together with its checkpoint.
@@ -24,9 +24,18 @@ pub trait Sink: Send {
 
     /// Applies `events` and records `next` as the checkpoint. If it fails, it must leave
     /// the checkpoint at the last event whose effects it kept, so a retry neither loses
-    /// nor repeats an effect.
+    /// nor repeats an effect. Events it parked before are skipped.
     fn process(&mut self, events: &[FeedEvent], next: Checkpoint)
         -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Called when `event`'s handler failed permanently or kept failing: sets it aside as
+    /// a dead letter, so that processing goes on without it, and returns true; or returns
+    /// false, and the subscription stops at the event. The shipped sinks do what their
+    /// [`PoisonPolicy`](super::PoisonPolicy) says; the default stops.
+    fn park(&mut self, event: &FeedEvent, reason: &str) -> impl Future<Output = Result<bool, SinkError>> + Send {
+        let _ = (event, reason);
+        async { Ok(false) }
+    }
 }
 
 /// Why a [`Sink`] failed to process a batch.
@@ -63,23 +72,23 @@ impl SinkError {
             SinkError::Projection(_) => false,
         }
     }
+
+    /// Whether retrying cannot help: see [`ProjectionError::is_permanent`].
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, SinkError::Projection(e) if e.is_permanent())
+    }
+
+    /// The id of the event a handler failed on, if a handler failed.
+    pub fn event_id(&self) -> Option<uuid::Uuid> {
+        match self {
+            SinkError::Projection(e) => Some(e.event_id()),
+            _ => None,
+        }
+    }
 }
 
-/// Runs `projection` on every event after `applied`, in order, moving `applied` to each
-/// event it handled: the skip rule of every sink (an event at or before the checkpoint is
-/// already applied), and the place handler errors get their event's details.
-pub(crate) async fn apply_events<P: Projection>(
-    projection: &mut P,
-    context: &mut P::Context,
-    events: &[FeedEvent],
-    applied: &mut Checkpoint,
-) -> Result<(), ProjectionError> {
-    for event in events {
-        if event.checkpoint <= *applied {
-            continue;
-        }
-        projection.project(&event.envelope, context).await?;
-        *applied = event.checkpoint;
-    }
-    Ok(())
+/// The events of a batch not yet applied by a sink whose checkpoint is `applied`: the
+/// skip rule of every sink (an event at or before the checkpoint is already applied).
+pub(crate) fn pending(events: &[FeedEvent], applied: Checkpoint) -> impl Iterator<Item = &FeedEvent> {
+    events.iter().filter(move |event| event.checkpoint > applied)
 }

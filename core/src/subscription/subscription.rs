@@ -441,7 +441,8 @@ async fn read_batch<F: EventFeed>(
 }
 
 /// Hands `batch` to the sink. Transient store failures are waited out; other failures
-/// are retried as `options.retry` allows, then returned.
+/// are retried as `options.retry` allows (permanent ones are not), then the failing event
+/// is offered to the sink to park; if it does not park it, the subscription stops.
 async fn process_batch<S: Sink>(
     sink: &mut S,
     options: &SubscriptionOptions,
@@ -460,10 +461,40 @@ async fn process_batch<S: Sink>(
             Err(e) if e.is_transient() => waits.wait(&e).await,
             Err(source) => {
                 let attempts = tries.count();
-                tracing::warn!(subscription = %name, attempts, error = %source, "a batch failed");
+                let permanent = source.is_permanent();
+                tracing::warn!(subscription = %name, attempts, permanent, error = %source, "a batch failed");
                 set_state(status, SubscriptionState::Retrying { reason: source.to_string(), attempts });
-                if !tries.wait_after_failure().await {
-                    return Err(SubscriptionError::Sink { name, attempts, source: Box::new(source) });
+                if !permanent && tries.wait_after_failure().await {
+                    continue;
+                }
+                // Retrying cannot help (any more): park the failing event, or stop.
+                let failed = source.event_id().and_then(|id| batch.events.iter().find(|e| e.envelope.event_id == id));
+                let parked = match failed {
+                    Some(event) => sink.park(event, &source.to_string()).await,
+                    None => Ok(false),
+                };
+                match parked {
+                    Ok(true) => {
+                        if let Some(event) = failed {
+                            tracing::warn!(
+                                subscription = %name,
+                                stream = %event.envelope.stream_id,
+                                version = event.envelope.stream_version,
+                                position = event.envelope.global_position,
+                                event_type = %event.envelope.event_type,
+                                error = %source,
+                                "parked a poison event; going on without it"
+                            );
+                        }
+                        tries = options.retry.start();
+                    }
+                    Ok(false) => {
+                        return Err(SubscriptionError::Sink { name, attempts, source: Box::new(source) });
+                    }
+                    Err(park_error) => {
+                        tracing::error!(subscription = %name, error = %park_error, "could not park a poison event");
+                        return Err(SubscriptionError::Sink { name, attempts, source: Box::new(source) });
+                    }
                 }
             }
         }
