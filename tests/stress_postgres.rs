@@ -1,5 +1,6 @@
 //! Stress: 8 concurrent writers append 100,000 events in transactions of 1 to 25 events,
-//! some rolled back, some held open for a while, while a `PgProjection` follows live. The
+//! some rolled back, some held open for a while, while an `ExactlyOnce` consumer follows
+//! live on PostgreSQL. The
 //! projection must see every committed event exactly once, none of the rolled-back ones,
 //! in one consistent order. Then a second projection catches up on all of it.
 //!
@@ -16,13 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use annals::prelude::*;
-use annals::subscription::{
-    Checkpoint, EventFeed, FeedEvent, Filter, Sink, SinkError, Subscription, SubscriptionOptions,
-};
-use annals::BoxError;
+use annals::store::{Checkpoint, EventFeed, FeedEvent, Filter};
+use annals::subscription::{ExactlyOnce, Sink, SinkError, Subscription, SubscriptionOptions};
+use annals::{BoxError, RetryPolicy};
 use annals_postgres::sqlx::{self, postgres::PgPoolOptions};
 use annals_postgres::testing::{database_url, fresh_store};
-use annals_postgres::{PgConnection, PgProjection, PostgresStore};
+use annals_postgres::{PgConnection, PostgresStore};
 use shopping_cart::ItemAdded;
 use uuid::Uuid;
 
@@ -165,15 +165,18 @@ async fn concurrent_writers_rollbacks_and_open_transactions_every_event_exactly_
     let options = SubscriptionOptions {
         batch_size: 500,
         poll_interval: Duration::from_millis(100),
-        backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(200),
+        retry: RetryPolicy {
+            backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(200),
+            ..SubscriptionOptions::default().retry
+        },
         ..SubscriptionOptions::default()
     };
 
     // The live projection follows while the writers write.
     let order = Arc::new(Mutex::new((Checkpoint::START, 0u64)));
     let live = Ordered {
-        inner: PgProjection::new(store.clone(), Seen { table: format!("{s}.live_seen") }),
+        inner: ExactlyOnce::new(store.clone(), Seen { table: format!("{s}.live_seen") }),
         last: order.clone(),
     };
     let mut subscription = Subscription::new(store.clone(), live).options(options);
@@ -248,13 +251,13 @@ async fn concurrent_writers_rollbacks_and_open_transactions_every_event_exactly_
 
     // Catch-up of a second projection over everything.
     let catch_up =
-        PgProjection::new(store.clone(), Seen { table: format!("{s}.catch_up_seen") }).named("stress_catch_up");
+        ExactlyOnce::new(store.clone(), Seen { table: format!("{s}.catch_up_seen") }).named("stress_catch_up");
     let started = Instant::now();
     Subscription::new(store.clone(), catch_up).options(options).catch_up().await.unwrap();
     let took = started.elapsed();
     assert_eq!(count(&store, &format!("SELECT count(*) FROM {s}.catch_up_seen")).await, EVENTS as i64);
     println!(
-        "catch-up: a PgProjection (one INSERT per event, one transaction per 500) over {EVENTS} events in {:.2} s: {:.0} events/s",
+        "catch-up: an ExactlyOnce consumer (one INSERT per event, one transaction per 500) over {EVENTS} events in {:.2} s: {:.0} events/s",
         took.as_secs_f64(),
         EVENTS as f64 / took.as_secs_f64()
     );

@@ -3,7 +3,7 @@
 //!
 //! 100,000 stored `cart.item_added` events. The annals side catches up through
 //! `Subscription` (the gap-safe feed: horizon, `(transaction_id, global_position)` order,
-//! 500 events per read) into a trivial `PgProjection` (one transaction per batch, its
+//! 500 events per read) into a trivial `ExactlyOnce` consumer (one transaction per batch, its
 //! checkpoint written in it, handlers doing no I/O) and into an `InMemoryProjection`. The
 //! raw side reads the same rows in pages of 500 by global position (not gap-safe) and
 //! decodes the same columns and payloads. Best of 3 rounds; ratio = annals / raw
@@ -13,12 +13,12 @@
 use std::time::{Duration, Instant};
 
 use annals::prelude::*;
-use annals::subscription::{InMemoryProjection, Subscription, SubscriptionOptions};
+use annals::subscription::{ExactlyOnce, InMemoryProjection, Subscription, SubscriptionOptions};
 use annals::{BoxError, NewEvent};
 use annals_postgres::sqlx::types::Json;
 use annals_postgres::sqlx::{self, Row};
 use annals_postgres::testing::fresh_store;
-use annals_postgres::{PgConnection, PgProjection};
+use annals_postgres::PgConnection;
 use chrono::{DateTime, Utc};
 use shopping_cart::ItemAdded;
 use uuid::Uuid;
@@ -104,7 +104,7 @@ async fn bench() {
     let (mut pg, mut memory, mut raw) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let start = Instant::now();
-        let sink = PgProjection::new(store.clone(), Units::default()).named(format!("units_{round}"));
+        let sink = ExactlyOnce::new(store.clone(), Units::default()).named(format!("units_{round}"));
         let mut subscription = Subscription::new(store.clone(), sink).options(options);
         subscription.catch_up().await.unwrap();
         pg.push(start.elapsed());
@@ -151,7 +151,7 @@ async fn bench() {
     let (pg, memory, raw) = (best(&pg), best(&memory), best(&raw));
     println!("raw sqlx pages by position:           {:>8.0} events/s ({:>6.1} ms)", rate(raw), raw.as_secs_f64() * 1e3);
     println!(
-        "Subscription -> PgProjection:         {:>8.0} events/s ({:>6.1} ms), ratio annals/raw {:.2}",
+        "Subscription -> ExactlyOnce:          {:>8.0} events/s ({:>6.1} ms), ratio annals/raw {:.2}",
         rate(pg),
         pg.as_secs_f64() * 1e3,
         rate(pg) / rate(raw)

@@ -10,7 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use annals::snapshot::{Snapshot, SnapshotPolicy, StoredSnapshot};
+use annals::snapshot::{Snapshot, SnapshotPolicy};
+use annals::store::{SnapshotStore, StoredSnapshot};
 use annals::{EventStore, ExpectedVersion, NewEvent, Repository};
 use annals_postgres::sqlx::{self, postgres::PgPool};
 use annals_postgres::testing::fresh_store;

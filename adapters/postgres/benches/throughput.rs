@@ -186,7 +186,8 @@ impl Raw {
             match inserted {
                 Ok(()) => return attempt - 1,
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
-                    tokio::time::sleep(RetryPolicy::default().backoff_for(attempt)).await;
+                    // The same randomised exponential back-off the repository uses.
+                    tokio::time::sleep(RetryPolicy::default().delay(attempt)).await;
                 }
                 Err(e) => panic!("raw insert failed: {e}"),
             }
@@ -210,18 +211,6 @@ impl Raw {
                 .bind(events.iter().map(|e| e.2).collect::<Vec<_>>()),
         };
         query.execute(&self.pool).await.map(drop)
-    }
-}
-
-trait Backoff {
-    fn backoff_for(&self, attempt: u32) -> Duration;
-}
-
-impl Backoff for RetryPolicy {
-    /// The same randomised exponential back-off the repository uses.
-    fn backoff_for(&self, attempt: u32) -> Duration {
-        let ceiling = self.backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(self.max_backoff);
-        ceiling.mul_f64(fastrand::f64())
     }
 }
 

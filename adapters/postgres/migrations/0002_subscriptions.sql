@@ -4,12 +4,13 @@
 -- it. See `annals_postgres::feed` for how subscriptions read the events table in commit
 -- order without gaps.
 
--- Where each PostgreSQL projection and side-effect handler has got to. A projection's
--- read-model writes and its checkpoint commit in one transaction.
+-- Where each consumer (`ExactlyOnce`, `AtLeastOnce`) has got to: its checkpoint. An
+-- `ExactlyOnce` consumer's read-model writes and its checkpoint commit in one transaction.
 CREATE TABLE {schema}.projection_checkpoints (
-    -- The projection's name (`Projection::NAME`, or the name given to `PgProjection::named`).
+    -- The consumer's name (`Projection::NAME`, or the name given to `named`).
     name       text        PRIMARY KEY,
-    -- The last processed place in commit order: the writing transaction's id ...
+    -- The last processed place in commit order, the checkpoint's two parts: the writing
+    -- transaction's id ...
     commit     bigint      NOT NULL,
     -- ... and the global position within it.
     position   bigint      NOT NULL,

@@ -5,17 +5,7 @@ use annals::{Envelope, StoreError};
 use uuid::Uuid;
 
 use crate::error::store_error;
-use crate::{rows, sql, PostgresStore};
-
-/// `$1` id. `{column} = $1` implies the partial index's `{column} IS NOT NULL`, so the
-/// index serves generic plans too (a bitmap index scan, then a sort of the few matches).
-fn by_sql(store: &PostgresStore, column: &str) -> String {
-    format!(
-        "SELECT {} FROM {}.events WHERE {column} = $1 ORDER BY global_position",
-        sql::columns(),
-        store.schema().quoted()
-    )
-}
+use crate::{rows, PostgresStore};
 
 impl PostgresStore {
     /// Every event whose metadata carries `correlation_id`, across all streams, in
@@ -39,10 +29,8 @@ impl PostgresStore {
     /// # Ok(()) }
     /// ```
     pub async fn events_by_correlation(&self, correlation_id: Uuid) -> Result<Vec<Envelope>, StoreError> {
-        self.events_by("correlation_id", correlation_id, || {
-            format!("reading the events of correlation id {correlation_id}")
-        })
-        .await
+        let sql = &self.sql().events_by_correlation;
+        self.events_by(sql, correlation_id, || format!("reading the events of correlation id {correlation_id}")).await
     }
 
     /// Every event whose metadata names `causation_id` as its direct cause (a command's
@@ -57,20 +45,17 @@ impl PostgresStore {
     /// # Ok(()) }
     /// ```
     pub async fn events_by_causation(&self, causation_id: Uuid) -> Result<Vec<Envelope>, StoreError> {
-        self.events_by("causation_id", causation_id, || format!("reading the events caused by {causation_id}")).await
+        let sql = &self.sql().events_by_causation;
+        self.events_by(sql, causation_id, || format!("reading the events caused by {causation_id}")).await
     }
 
     async fn events_by(
         &self,
-        column: &str,
+        sql: &str,
         id: Uuid,
         operation: impl Fn() -> String + Copy,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let rows = sqlx::query(&by_sql(self, column))
-            .bind(id)
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| store_error(operation(), e))?;
+        let rows = sqlx::query(sql).bind(id).fetch_all(self.pool()).await.map_err(|e| store_error(operation(), e))?;
         rows.iter().map(|row| rows::envelope(row, operation)).collect()
     }
 }

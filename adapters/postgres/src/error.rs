@@ -1,5 +1,6 @@
 //! Mapping sqlx failures to [`StoreError`].
 
+use annals::store::kit::OutOfRange;
 use annals::StoreError;
 
 /// A failure the adapter itself detects (a row breaking an invariant, an event
@@ -11,6 +12,11 @@ pub(crate) struct Problem(pub(crate) String);
 /// A [`StoreError::Backend`] for a problem the adapter found itself.
 pub(crate) fn backend(operation: String, problem: String) -> StoreError {
     StoreError::Backend { operation, source: Box::new(Problem(problem)) }
+}
+
+/// A [`StoreError::Backend`] for an integer that does not fit where it has to go.
+pub(crate) fn out_of_range(operation: String, error: OutOfRange) -> StoreError {
+    StoreError::Backend { operation, source: Box::new(error) }
 }
 
 /// Maps a sqlx error: connection failures become [`StoreError::Unavailable`] (transient),

@@ -21,7 +21,10 @@
 //! every transaction with an id below `h` has committed or rolled back, and every
 //! transaction still running or yet to start has an id of at least `h`. The reader returns
 //! only rows with `transaction_id < h`, ordered by `(transaction_id, global_position)`,
-//! and resumes strictly after a [`Checkpoint`] `{ commit: transaction id, position }`.
+//! and resumes strictly after a [`Checkpoint`] whose parts are the transaction id and the
+//! global position of the last event it returned
+//! (`Checkpoint::from_parts(transaction id, global position)`; consumers keep both parts
+//! in `<schema>.projection_checkpoints`, columns `commit` and `position`).
 //!
 //! - Rows below the horizon are final: their transactions are over, and the same
 //!   statement snapshot that computed `h` sees all of their committed rows.
@@ -72,7 +75,7 @@
 //! appends, and subscribers find them by polling (`SubscriptionOptions::poll_interval`).
 //!
 //! ```no_run
-//! use annals::subscription::{Checkpoint, EventFeed, Filter};
+//! use annals::store::{Checkpoint, EventFeed, Filter};
 //! # async fn run(store: annals_postgres::PostgresStore) -> Result<(), annals::StoreError> {
 //! let batch = store.read_feed(Checkpoint::START, &Filter::all().category("cart"), 500).await?;
 //! for event in &batch.events {
@@ -84,16 +87,13 @@
 
 use std::time::Duration;
 
-use annals::store::BoxStream;
-use annals::subscription::{Checkpoint, EventFeed, FeedBatch, FeedEvent, Filter, StreamFilter};
+use annals::store::{kit, BoxStream, Checkpoint, EventFeed, FeedBatch, FeedEvent, Filter, StreamFilter};
 use annals::StoreError;
 use futures::StreamExt;
 use sqlx::postgres::PgListener;
-use sqlx::Row;
 
 use crate::error::store_error;
-use crate::schema::SchemaName;
-use crate::{non_negative, rows, PostgresStore};
+use crate::{rows, sql, PostgresStore};
 
 /// The longest pause between two looks at the horizon in `settle`.
 const SETTLE_MAX_PAUSE: Duration = Duration::from_millis(50);
@@ -101,102 +101,41 @@ const SETTLE_MAX_PAUSE: Duration = Duration::from_millis(50);
 /// How long the wake-up stream waits before listening again after its connection failed.
 const RELISTEN_DELAY: Duration = Duration::from_secs(1);
 
-/// The feed read.
-///
-/// `$1` checkpoint transaction id, `$2` checkpoint position, `$3` event types (NULL: all),
-/// `$4` stream (NULL: all), `$5` category (NULL: all), `$6` page size. One row per event,
-/// or one row of NULL event columns when the page is empty; every row carries the last
-/// event below the horizon (`tail_commit`, `tail_position`; NULL when there is none).
-/// The first columns are the ones [`crate::rows::envelope`] decodes (unqualified, they
-/// can only name the page's columns); the others are read by name.
-pub(crate) fn read_feed_sql(schema: &SchemaName) -> String {
-    let s = schema.quoted();
-    let columns = crate::sql::columns();
-    format!(
-        "SELECT {columns}, page.transaction_id::text::int8 AS feed_commit, \
-                tail.commit AS tail_commit, tail.position AS tail_position \
-         FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) AS horizon \
-         LEFT JOIN LATERAL ( \
-             SELECT transaction_id::text::int8 AS commit, global_position AS position \
-             FROM {s}.events \
-             WHERE transaction_id < horizon.xmin \
-             ORDER BY transaction_id DESC, global_position DESC \
-             LIMIT 1 \
-         ) AS tail ON true \
-         LEFT JOIN LATERAL ( \
-             SELECT * FROM {s}.events \
-             WHERE (transaction_id, global_position) > ($1::int8::text::xid8, $2::int8) \
-               AND transaction_id < horizon.xmin \
-               AND ($3::text[] IS NULL OR event_type = ANY($3::text[])) \
-               AND ($4::text IS NULL OR stream_id = $4::text) \
-               AND ($5::text IS NULL OR starts_with(stream_id, $5::text || '-')) \
-             ORDER BY transaction_id, global_position \
-             LIMIT $6 \
-         ) AS page ON true \
-         ORDER BY page.transaction_id, page.global_position"
-    )
-}
-
-/// The notification channel of the events table in `schema` (what the trigger of
-/// migration 2 computes: at most 63 bytes, PostgreSQL's identifier limit).
-pub(crate) fn channel(schema: &SchemaName) -> String {
-    let mut channel = format!("annals:{}", schema.as_str());
-    channel.truncate(63); // schema names are ASCII
-    channel
-}
-
-/// `u64` → `bigint`, saturating: checkpoints beyond `i64::MAX` are past every stored row.
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 /// Reads in commit order below the horizon; see the [module docs](self).
 impl EventFeed for PostgresStore {
     async fn read_feed(&self, after: Checkpoint, filter: &Filter, limit: usize) -> Result<FeedBatch, StoreError> {
-        let operation = || format!("reading the event feed after {after:?}");
-        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let operation = || format!("reading the event feed after {after}");
+        let limit = limit.max(1);
         let (stream, category) = match &filter.streams {
             StreamFilter::All => (None, None),
             StreamFilter::Stream(stream) => (Some(stream.as_str()), None),
             StreamFilter::Category(category) => (None, Some(category.as_str())),
         };
-        let rows = sqlx::query(&read_feed_sql(self.schema()))
-            .bind(to_i64(after.commit))
-            .bind(to_i64(after.position))
+        let (commit, position) = after.parts();
+        let rows = sqlx::query(&self.sql().feed)
+            .bind(kit::bound_to_db(commit))
+            .bind(kit::bound_to_db(position))
             .bind(filter.event_types.as_deref())
             .bind(stream)
             .bind(category)
-            .bind(limit)
+            .bind(kit::bound_to_db(u64::try_from(limit).unwrap_or(u64::MAX)))
             .fetch_all(self.pool())
             .await
             .map_err(|e| store_error(operation(), e))?;
-        let checkpoint = |commit: i64, position: i64| -> Result<Checkpoint, StoreError> {
-            Ok(Checkpoint {
-                commit: non_negative(commit, "transaction id", operation)?,
-                position: non_negative(position, "global position", operation)?,
-            })
-        };
         let mut events = Vec::with_capacity(rows.len());
         let mut tail = None;
         for row in &rows {
-            let column_error = |e| store_error(operation(), e);
-            if tail.is_none() {
-                let commit: Option<i64> = row.try_get("tail_commit").map_err(column_error)?;
-                let position: Option<i64> = row.try_get("tail_position").map_err(column_error)?;
-                if let (Some(commit), Some(position)) = (commit, position) {
-                    tail = Some(checkpoint(commit, position)?);
-                }
-            }
-            let Some(commit) = row.try_get::<Option<i64>, _>("feed_commit").map_err(column_error)? else {
+            let extras = rows::feed_extras(row, tail.is_none(), operation)?;
+            tail = tail.or(extras.tail);
+            let Some(commit) = extras.commit else {
                 continue; // the empty page's single row
             };
             let envelope = rows::envelope(row, operation)?;
-            let at = checkpoint(commit, to_i64(envelope.global_position))?;
-            events.push(FeedEvent { checkpoint: at, envelope });
+            events.push(FeedEvent { checkpoint: Checkpoint::from_parts(commit, envelope.global_position), envelope });
         }
         let next = match events.last() {
             // A full page: more matching events may follow it.
-            Some(last) if events.len() as i64 == limit => last.checkpoint,
+            Some(last) if events.len() >= limit => last.checkpoint,
             // Every matching event below the horizon was returned: continue after the
             // last event below it, past the ones the filter skipped.
             _ => tail.into_iter().chain(events.last().map(|e| e.checkpoint)).max().unwrap_or(after),
@@ -208,13 +147,13 @@ impl EventFeed for PostgresStore {
     /// (`pg_snapshot_xmax` of a snapshot taken now), polling with a growing pause.
     async fn settle(&self) -> Result<(), StoreError> {
         let operation = || "waiting for the transactions running now to end".to_owned();
-        let target: i64 = sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8")
+        let target: i64 = sqlx::query_scalar(sql::SNAPSHOT_XMAX)
             .fetch_one(self.pool())
             .await
             .map_err(|e| store_error(operation(), e))?;
         let mut pause = Duration::from_millis(1);
         loop {
-            let horizon: i64 = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8")
+            let horizon: i64 = sqlx::query_scalar(sql::SNAPSHOT_XMIN)
                 .fetch_one(self.pool())
                 .await
                 .map_err(|e| store_error(operation(), e))?;
@@ -227,10 +166,10 @@ impl EventFeed for PostgresStore {
     }
 
     async fn wakeups(&self) -> Result<BoxStream<'static, ()>, StoreError> {
-        let channel = channel(self.schema());
+        let channel = &self.sql().channel;
         let operation = || format!("listening for appended events on channel `{channel}`");
         let mut listener = PgListener::connect_with(self.pool()).await.map_err(|e| store_error(operation(), e))?;
-        listener.listen(&channel).await.map_err(|e| store_error(operation(), e))?;
+        listener.listen(channel).await.map_err(|e| store_error(operation(), e))?;
         Ok(futures::stream::unfold(listener, |mut listener| async move {
             match listener.recv().await {
                 Ok(_) => {
@@ -244,26 +183,5 @@ impl EventFeed for PostgresStore {
             Some(((), listener))
         })
         .boxed())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn channels_fit_postgres_identifiers() {
-        assert_eq!(channel(&SchemaName::default()), "annals:annals");
-        let long = SchemaName::new("a".repeat(63)).unwrap_or_default();
-        assert_eq!(channel(&long).len(), 63);
-    }
-
-    #[test]
-    fn the_feed_reads_below_the_horizon_in_transaction_order() {
-        let sql = read_feed_sql(&SchemaName::default());
-        assert!(sql.contains("pg_snapshot_xmin(pg_current_snapshot())"));
-        assert!(sql.contains("transaction_id < horizon.xmin"));
-        assert!(sql.contains("ORDER BY transaction_id, global_position"));
-        assert!(!sql.contains("LIKE"), "category filters need no escaping");
     }
 }

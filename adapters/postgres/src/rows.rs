@@ -1,7 +1,16 @@
-//! Decoding stored rows into envelopes, checking the invariants PostgreSQL does not.
+//! Decoding stored rows, checking the invariants PostgreSQL does not.
+//!
+//! Event rows are decoded through one column definition, [`EVENT_COLUMNS`]: `sql.rs`
+//! builds every event SELECT list from it, and the decoder reads each column at the index
+//! the definition gives its name (resolved at compile time, so a row costs no name
+//! lookups). Every other row (appended positions, snapshots, checkpoints, the feed's
+//! extra columns) is read by column name.
 
 use std::collections::BTreeMap;
 
+use annals::store::kit::{self, OutOfRange};
+use annals::store::{Checkpoint, FeedEvent, StoredSnapshot};
+use annals::subscription::Parked;
 use annals::{Envelope, Metadata, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
@@ -9,74 +18,282 @@ use sqlx::types::Json;
 use sqlx::{Row, ValueRef};
 use uuid::Uuid;
 
-use crate::error::{backend, store_error};
+use crate::error::{out_of_range, store_error};
 
-/// Decodes a row of [`crate::sql`]'s `COLUMNS` (the stream id first, then
-/// `EVENT_COLUMNS`); `operation` names what was being done.
-pub(crate) fn envelope(row: &PgRow, operation: impl Fn() -> String) -> Result<Envelope, StoreError> {
-    let stream_id: String = row.try_get(0).map_err(|e| store_error(operation(), e))?;
-    decode(row, 1, stream_id, operation)
+/// The columns of an event row, in the order every event SELECT lists them. The stream id
+/// comes last: a stream read, which knows it, selects every column before it.
+pub(crate) const EVENT_COLUMNS: [&str; 11] = [
+    "global_position",
+    "stream_version",
+    "event_type",
+    "event_version",
+    "payload",
+    "metadata",
+    "event_id",
+    "correlation_id",
+    "causation_id",
+    "recorded_at",
+    "stream_id",
+];
+
+const GLOBAL_POSITION: usize = column("global_position");
+const STREAM_VERSION: usize = column("stream_version");
+const EVENT_TYPE: usize = column("event_type");
+const EVENT_VERSION: usize = column("event_version");
+const PAYLOAD: usize = column("payload");
+const METADATA: usize = column("metadata");
+const EVENT_ID: usize = column("event_id");
+const CORRELATION_ID: usize = column("correlation_id");
+const CAUSATION_ID: usize = column("causation_id");
+const RECORDED_AT: usize = column("recorded_at");
+/// The last column: [`STREAM_READ_COLUMNS`] stops before it.
+pub(crate) const STREAM_ID: usize = column("stream_id");
+
+// Every name above is in the definition, and the stream id is its last column.
+const _: () = assert!(
+    GLOBAL_POSITION < STREAM_ID
+        && STREAM_VERSION < STREAM_ID
+        && EVENT_TYPE < STREAM_ID
+        && EVENT_VERSION < STREAM_ID
+        && PAYLOAD < STREAM_ID
+        && METADATA < STREAM_ID
+        && EVENT_ID < STREAM_ID
+        && CORRELATION_ID < STREAM_ID
+        && CAUSATION_ID < STREAM_ID
+        && RECORDED_AT < STREAM_ID
+        && STREAM_ID + 1 == EVENT_COLUMNS.len()
+);
+
+/// The columns a stream read selects: all but the stream id.
+pub(crate) const STREAM_READ_COLUMNS: usize = STREAM_ID;
+
+/// The index of `name` in [`EVENT_COLUMNS`]; `usize::MAX` (which the assertion above
+/// refuses at compile time) when it is not there.
+const fn column(name: &str) -> usize {
+    let mut i = 0;
+    while i < EVENT_COLUMNS.len() {
+        if same(EVENT_COLUMNS[i].as_bytes(), name.as_bytes()) {
+            return i;
+        }
+        i += 1;
+    }
+    usize::MAX
 }
 
-/// Decodes a row of [`crate::sql`]'s `EVENT_COLUMNS`, read from stream `stream_id`
-/// (a stream read does not ask the server for the id it already knows).
-pub(crate) fn stream_envelope(
-    row: &PgRow,
-    stream_id: &str,
-    operation: impl Fn() -> String,
-) -> Result<Envelope, StoreError> {
-    decode(row, 0, stream_id.to_owned(), operation)
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// The jsonb binary encoding of `{}` (format version 1, then the text): most events
 /// carry no free-form metadata, and recognising it spares a JSON parse per row.
 const EMPTY_JSONB_OBJECT: &[u8] = b"\x01{}";
 
-/// Decodes `EVENT_COLUMNS` starting at column `first`.
-fn decode(
+/// Decodes a row of all [`EVENT_COLUMNS`]; `operation` names what was being done.
+pub(crate) fn envelope(row: &PgRow, operation: impl Fn() -> String) -> Result<Envelope, StoreError> {
+    let stream_id: String = row.try_get(STREAM_ID).map_err(|e| store_error(operation(), e))?;
+    decode(row, stream_id, operation)
+}
+
+/// Decodes a row of the [`STREAM_READ_COLUMNS`] read from stream `stream_id` (a stream
+/// read does not ask the server for the id it already knows).
+pub(crate) fn stream_envelope(
     row: &PgRow,
-    first: usize,
-    stream_id: String,
+    stream_id: &str,
     operation: impl Fn() -> String,
 ) -> Result<Envelope, StoreError> {
+    decode(row, stream_id.to_owned(), operation)
+}
+
+fn decode(row: &PgRow, stream_id: String, operation: impl Fn() -> String) -> Result<Envelope, StoreError> {
     let column_error = |e: sqlx::Error| store_error(operation(), e);
-    let global_position: i64 = row.try_get(first).map_err(column_error)?;
-    let stream_version: i64 = row.try_get(first + 1).map_err(column_error)?;
-    let event_version: i32 = row.try_get(first + 3).map_err(column_error)?;
-    let invalid = |what: &str, value: i64| {
-        backend(operation(), format!("stream `{stream_id}` holds an event with invalid {what} {value}"))
+    let global_position: i64 = row.try_get(GLOBAL_POSITION).map_err(column_error)?;
+    let stream_version: i64 = row.try_get(STREAM_VERSION).map_err(column_error)?;
+    let event_version: i32 = row.try_get(EVENT_VERSION).map_err(column_error)?;
+    let (global_position, stream_version, event_version) = match (
+        kit::from_db(global_position, 1, "global position"),
+        kit::from_db(stream_version, 1, "stream version"),
+        schema_version(event_version, "event schema version"),
+    ) {
+        (Ok(position), Ok(version), Ok(event_version)) => (position, version, event_version),
+        (position, version, event_version) => {
+            let detail = [position.as_ref().err(), version.as_ref().err(), event_version.as_ref().err()]
+                .into_iter()
+                .flatten()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(StoreError::Corrupt {
+                stream: stream_id,
+                version: version.ok(),
+                position: position.ok(),
+                detail: format!("an event's {detail}"),
+            });
+        }
     };
-    let stream_version = u64::try_from(stream_version)
-        .ok()
-        .filter(|v| *v >= 1)
-        .ok_or_else(|| invalid("stream version", stream_version))?;
-    let global_position = u64::try_from(global_position)
-        .ok()
-        .filter(|p| *p >= 1)
-        .ok_or_else(|| invalid("global position", global_position))?;
-    let event_version =
-        u32::try_from(event_version).map_err(|_| invalid("event schema version", i64::from(event_version)))?;
-    let Json(payload): Json<serde_json::Value> = row.try_get(first + 4).map_err(column_error)?;
-    let metadata = row.try_get_raw(first + 5).map_err(column_error)?;
+    let Json(payload): Json<serde_json::Value> = row.try_get(PAYLOAD).map_err(column_error)?;
+    let metadata = row.try_get_raw(METADATA).map_err(column_error)?;
     let extra = if !metadata.is_null() && metadata.as_bytes().is_ok_and(|bytes| bytes == EMPTY_JSONB_OBJECT) {
         BTreeMap::new()
     } else {
-        let Json(extra): Json<BTreeMap<String, serde_json::Value>> = row.try_get(first + 5).map_err(column_error)?;
+        let Json(extra): Json<BTreeMap<String, serde_json::Value>> = row.try_get(METADATA).map_err(column_error)?;
         extra
     };
     Ok(Envelope {
-        event_id: row.try_get::<Uuid, _>(first + 6).map_err(column_error)?,
-        stream_id,
-        stream_version,
+        event_id: row.try_get::<Uuid, _>(EVENT_ID).map_err(column_error)?,
         global_position,
-        recorded_at: row.try_get::<DateTime<Utc>, _>(first + 9).map_err(column_error)?,
-        event_type: row.try_get(first + 2).map_err(column_error)?,
+        stream_version,
+        recorded_at: row.try_get::<DateTime<Utc>, _>(RECORDED_AT).map_err(column_error)?,
+        event_type: row.try_get(EVENT_TYPE).map_err(column_error)?,
         event_version,
         payload,
         metadata: Metadata {
-            correlation_id: row.try_get(first + 7).map_err(column_error)?,
-            causation_id: row.try_get(first + 8).map_err(column_error)?,
+            correlation_id: row.try_get(CORRELATION_ID).map_err(column_error)?,
+            causation_id: row.try_get(CAUSATION_ID).map_err(column_error)?,
             extra,
         },
+        stream_id,
     })
+}
+
+/// A stored `integer` schema version (of an event payload or a snapshot) as `u32`.
+fn schema_version(value: i32, what: &'static str) -> Result<u32, OutOfRange> {
+    u32::try_from(value).map_err(|_| OutOfRange { what, value: value.to_string(), expected: "0 or more" })
+}
+
+/// What an append's `RETURNING global_position, stream_version, recorded_at` gives for
+/// one new event.
+pub(crate) struct Written {
+    pub(crate) global_position: u64,
+    pub(crate) stream_version: u64,
+    pub(crate) recorded_at: DateTime<Utc>,
+}
+
+/// Decodes a row an append returned.
+pub(crate) fn written(row: &PgRow, operation: impl Fn() -> String) -> Result<Written, StoreError> {
+    let column_error = |e: sqlx::Error| store_error(operation(), e);
+    let invalid = |e: OutOfRange| out_of_range(operation(), e);
+    Ok(Written {
+        global_position: kit::from_db(row.try_get("global_position").map_err(column_error)?, 1, "global position")
+            .map_err(invalid)?,
+        stream_version: kit::from_db(row.try_get("stream_version").map_err(column_error)?, 1, "stream version")
+            .map_err(invalid)?,
+        recorded_at: row.try_get("recorded_at").map_err(column_error)?,
+    })
+}
+
+/// A checkpoint from its stored parts: the writing transaction's id and the global
+/// position (see `feed.rs`).
+pub(crate) fn checkpoint(commit: i64, position: i64) -> Result<Checkpoint, OutOfRange> {
+    Ok(Checkpoint::from_parts(
+        kit::from_db(commit, 0, "transaction id")?,
+        kit::from_db(position, 0, "global position")?,
+    ))
+}
+
+/// Decodes a row of `<schema>.projection_checkpoints` (columns `commit`, `position`).
+pub(crate) fn stored_checkpoint(row: &PgRow, operation: impl Fn() -> String) -> Result<Checkpoint, StoreError> {
+    let column_error = |e: sqlx::Error| store_error(operation(), e);
+    checkpoint(row.try_get("commit").map_err(column_error)?, row.try_get("position").map_err(column_error)?)
+        .map_err(|e| out_of_range(operation(), e))
+}
+
+/// The feed's columns after the [`EVENT_COLUMNS`]: the event's transaction id (NULL in
+/// the single row of an empty page), and the last event below the horizon (NULL when
+/// there is none).
+pub(crate) struct FeedExtras {
+    pub(crate) commit: Option<u64>,
+    pub(crate) tail: Option<Checkpoint>,
+}
+
+/// Decodes the feed's extra columns `feed_commit`, `tail_commit` and `tail_position`;
+/// the tail only when `with_tail` (every row carries the same one).
+pub(crate) fn feed_extras(
+    row: &PgRow,
+    with_tail: bool,
+    operation: impl Fn() -> String,
+) -> Result<FeedExtras, StoreError> {
+    let column_error = |e: sqlx::Error| store_error(operation(), e);
+    let commit: Option<i64> = row.try_get("feed_commit").map_err(column_error)?;
+    let commit = commit.map(|commit| kit::from_db(commit, 0, "transaction id")).transpose();
+    let commit = commit.map_err(|e| out_of_range(operation(), e))?;
+    let mut tail = None;
+    if with_tail {
+        let tail_commit: Option<i64> = row.try_get("tail_commit").map_err(column_error)?;
+        let tail_position: Option<i64> = row.try_get("tail_position").map_err(column_error)?;
+        if let (Some(commit), Some(position)) = (tail_commit, tail_position) {
+            tail = Some(checkpoint(commit, position).map_err(|e| out_of_range(operation(), e))?);
+        }
+    }
+    Ok(FeedExtras { commit, tail })
+}
+
+/// Decodes a row of the dead letters' read: the event's columns, then `commit`,
+/// `position`, `reason`, `parked_at` and `behind`.
+pub(crate) fn parked(row: &PgRow, operation: impl Fn() -> String) -> Result<Parked, StoreError> {
+    let envelope = envelope(row, &operation)?;
+    let column_error = |e: sqlx::Error| store_error(operation(), e);
+    let checkpoint =
+        checkpoint(row.try_get("commit").map_err(column_error)?, row.try_get("position").map_err(column_error)?)
+            .map_err(|e| out_of_range(operation(), e))?;
+    Ok(Parked {
+        event: FeedEvent { checkpoint, envelope },
+        reason: row.try_get("reason").map_err(column_error)?,
+        parked_at: row.try_get("parked_at").map_err(column_error)?,
+        behind: row.try_get("behind").map_err(column_error)?,
+    })
+}
+
+/// Decodes a row of `<schema>.snapshots` read for `stream_id`.
+pub(crate) fn snapshot(
+    row: &PgRow,
+    stream_id: &str,
+    operation: impl Fn() -> String,
+) -> Result<StoredSnapshot, StoreError> {
+    let column_error = |e: sqlx::Error| store_error(operation(), e);
+    let invalid = |e: OutOfRange| StoreError::Corrupt {
+        stream: stream_id.to_owned(),
+        version: None,
+        position: None,
+        detail: format!("its snapshot's {e}"),
+    };
+    let Json(state): Json<serde_json::Value> = row.try_get("state").map_err(column_error)?;
+    Ok(StoredSnapshot {
+        stream_id: stream_id.to_owned(),
+        stream_version: kit::from_db(row.try_get("stream_version").map_err(column_error)?, 0, "stream version")
+            .map_err(invalid)?,
+        schema_version: schema_version(row.try_get("schema_version").map_err(column_error)?, "schema version")
+            .map_err(invalid)?,
+        state,
+        taken_at: row.try_get("taken_at").map_err(column_error)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_read_columns_are_the_event_columns_without_the_stream_id() {
+        assert_eq!(EVENT_COLUMNS[STREAM_ID], "stream_id");
+        assert!(!EVENT_COLUMNS[..STREAM_READ_COLUMNS].contains(&"stream_id"));
+        assert_eq!(EVENT_COLUMNS[RECORDED_AT], "recorded_at");
+        assert_eq!(column("no_such_column"), usize::MAX);
+    }
+
+    #[test]
+    fn stored_checkpoints_and_versions_are_checked() {
+        assert_eq!(checkpoint(7, 42), Ok(Checkpoint::from_parts(7, 42)));
+        assert!(checkpoint(-1, 42).is_err());
+        assert!(schema_version(-1, "schema version").is_err());
+    }
 }

@@ -19,6 +19,12 @@ use std::str::FromStr;
 pub struct SchemaName(String);
 
 /// A schema name that [`SchemaName::new`] refused.
+///
+/// ```
+/// let refused = annals_postgres::SchemaName::new("Billing").unwrap_err();
+/// assert_eq!(refused.name, "Billing");
+/// assert!(refused.to_string().contains("lowercase"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid PostgreSQL schema name {name:?}: {reason}")]
 pub struct InvalidSchemaName {
@@ -30,10 +36,21 @@ pub struct InvalidSchemaName {
 
 impl SchemaName {
     /// The schema used when none is configured.
+    ///
+    /// ```
+    /// # use annals_postgres::SchemaName;
+    /// assert_eq!(SchemaName::default().as_str(), SchemaName::DEFAULT);
+    /// ```
     pub const DEFAULT: &'static str = "annals";
 
     /// Validates `name`: 1 to 63 characters of lowercase ASCII letters, digits and `_`,
     /// not starting with a digit or with `pg_` (reserved by PostgreSQL).
+    ///
+    /// ```
+    /// # use annals_postgres::SchemaName;
+    /// assert!(SchemaName::new("tenant_42").is_ok());
+    /// assert!(SchemaName::new("pg_tenant").is_err());
+    /// ```
     pub fn new(name: impl Into<String>) -> Result<Self, InvalidSchemaName> {
         let name = name.into();
         let reason = if name.is_empty() {
@@ -53,11 +70,19 @@ impl SchemaName {
     }
 
     /// The bare name, e.g. `annals`.
+    ///
+    /// ```
+    /// assert_eq!(annals_postgres::SchemaName::new("billing").unwrap().as_str(), "billing");
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
     /// The name quoted as an SQL identifier, e.g. `"annals"`.
+    ///
+    /// ```
+    /// assert_eq!(annals_postgres::SchemaName::default().quoted(), "\"annals\"");
+    /// ```
     pub fn quoted(&self) -> String {
         // Validation admits no `"`, so no escaping is needed.
         format!("\"{}\"", self.0)
@@ -116,8 +141,14 @@ pub struct Migration {
 
 impl Migration {
     /// The SQL of this step for `schema`.
+    ///
+    /// ```
+    /// # use annals_postgres::{migrations, SchemaName};
+    /// let sql = migrations()[0].sql(&SchemaName::default());
+    /// assert!(sql.contains("CREATE TABLE \"annals\".events"));
+    /// ```
     pub fn sql(&self, schema: &SchemaName) -> String {
-        self.template.replace("{schema}", &schema.quoted())
+        crate::sql::migration(self.template, schema)
     }
 }
 
@@ -125,9 +156,19 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "create_events", template: include_str!("../migrations/0001_create_events.sql") },
     Migration { version: 2, name: "subscriptions", template: include_str!("../migrations/0002_subscriptions.sql") },
     Migration { version: 3, name: "create_snapshots", template: include_str!("../migrations/0003_snapshots.sql") },
+    Migration {
+        version: 4,
+        name: "create_parked_events",
+        template: include_str!("../migrations/0004_parked_events.sql"),
+    },
 ];
 
 /// Every migration this version of annals-postgres knows, oldest first.
+///
+/// ```
+/// let versions: Vec<i32> = annals_postgres::migrations().iter().map(|m| m.version).collect();
+/// assert_eq!(versions, [1, 2, 3, 4]);
+/// ```
 pub fn migrations() -> &'static [Migration] {
     MIGRATIONS
 }

@@ -1,23 +1,51 @@
-//! The statements of the store, built once per store for its schema.
+//! Every SQL statement of the adapter, built here and only here: once per store for its
+//! schema ([`Statements`]), or as constants when they name no table.
 //!
 //! The quoted, validated schema name is the only text formatted into them; every value
 //! is a bind parameter. sqlx prepares each statement once per connection and reuses it.
 
+use crate::rows::{EVENT_COLUMNS, STREAM_READ_COLUMNS};
 use crate::schema::SchemaName;
 
-/// The columns of an event [`crate::rows::stream_envelope`] decodes, in this order: all
-/// but the stream id, which a stream read already knows.
-const EVENT_COLUMNS: &str = "global_position, stream_version, event_type, event_version, payload, metadata, event_id, \
-                             correlation_id, causation_id, recorded_at";
+/// Whether a schema exists. `$1` schema name.
+pub(crate) const SCHEMA_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)";
 
-/// The columns [`crate::rows::envelope`] decodes: the stream id, then `EVENT_COLUMNS`.
-pub(crate) fn columns() -> String {
-    format!("stream_id, {EVENT_COLUMNS}")
+/// Waits for the transaction-level advisory lock `$1` (text key).
+pub(crate) const ADVISORY_XACT_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext($1))";
+
+/// Takes the session-level advisory lock `$1` (text key) if it is free; returns whether
+/// it did. Released when the session ends.
+pub(crate) const TRY_ADVISORY_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))";
+
+/// The first transaction id not yet assigned when the statement's snapshot was taken.
+pub(crate) const SNAPSHOT_XMAX: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8";
+
+/// The oldest transaction id still running when the statement's snapshot was taken: the
+/// feed's horizon.
+pub(crate) const SNAPSHOT_XMIN: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8";
+
+/// The names of the schemas starting with `$1`.
+#[cfg(feature = "testing")]
+pub(crate) const SCHEMAS_STARTING_WITH: &str = "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, $1)";
+
+/// Drops `schema` and everything in it.
+#[cfg(feature = "testing")]
+pub(crate) fn drop_schema(schema: &SchemaName) -> String {
+    format!("DROP SCHEMA IF EXISTS {} CASCADE", schema.quoted())
 }
 
+/// The SQL of a migration template for `schema`: every `{schema}` becomes the quoted name.
+pub(crate) fn migration(template: &str, schema: &SchemaName) -> String {
+    template.replace("{schema}", &schema.quoted())
+}
+
+/// The statements (and the names they share with the database, such as lock keys and the
+/// notification channel) of one store, for its schema.
 #[derive(Debug)]
 pub(crate) struct Statements {
     pub(crate) schema: SchemaName,
+
+    // Appending.
     /// `$1` stream, `$2` expected current version (NULL: any), `$3..$9` one array per
     /// column of the new events. Returns one row per inserted event, none when the stream
     /// was not at the expected version.
@@ -28,23 +56,71 @@ pub(crate) struct Statements {
     /// `$1` stream, `$2..$8` the columns of one new event, for a stream expected to be
     /// empty: version 1, no lookup (the unique index rejects it if the stream exists).
     pub(crate) append_first: String,
-    /// `$1` event ids.
+    /// `$1` event ids: the events stored under them, every column.
     pub(crate) events_by_id: String,
-    /// `$1` stream, `$2` first version, `$3` last version.
+
+    // Reading.
+    /// `$1` stream, `$2` first version, `$3` last version; the stream read columns.
     pub(crate) read_stream: String,
-    /// `$1` after global position, `$2` batch size.
-    pub(crate) read_all: String,
     /// `$1` stream.
     pub(crate) stream_version: String,
-    pub(crate) head_position: String,
-    pub(crate) record_migration: String,
+    /// `$1` correlation id; every column, in global order.
+    pub(crate) events_by_correlation: String,
+    /// `$1` causation id; every column, in global order.
+    pub(crate) events_by_causation: String,
+    /// The feed read, see [`feed`](Self::feed).
+    pub(crate) feed: String,
+    /// The channel the events table's trigger notifies (migration 2): at most 63 bytes,
+    /// PostgreSQL's identifier limit.
+    pub(crate) channel: String,
+
+    // Snapshots.
+    /// `$1` stream. The stored snapshot's columns, no row when there is none.
+    pub(crate) load_snapshot: String,
+    /// `$1` stream, `$2` stream version, `$3` schema version, `$4` state, `$5` taken at.
+    pub(crate) save_snapshot: String,
+
+    // Consumers' checkpoints.
+    /// `$1` name. Columns `commit`, `position`; no row when there is none.
+    pub(crate) load_checkpoint: String,
+    /// `$1` name, `$2`, `$3` the expected parts, `$4`, `$5` the new parts. Updates (and
+    /// locks) the row only if it holds the expected parts.
+    pub(crate) move_checkpoint: String,
+    /// `$1` name, `$2`, `$3` the parts. Inserts the row unless one exists (waiting for a
+    /// concurrent insert of the same name to end).
+    pub(crate) insert_checkpoint: String,
+    /// `$1` name.
+    pub(crate) delete_checkpoint: String,
+
+    // Consumers' dead letters.
+    /// `$1` consumer, `$2` event id, `$3`, `$4` the event's checkpoint parts, `$5` reason,
+    /// `$6` parked at, `$7` the event it waits behind. Replaces an existing row.
+    pub(crate) park: String,
+    /// `$1` consumer. Every event column, then `commit`, `position`, `reason`,
+    /// `parked_at`, `behind`; in feed order.
+    pub(crate) parked: String,
+    /// `$1` consumer, `$2` event id.
+    pub(crate) unpark: String,
+
+    // Migrations.
+    pub(crate) create_schema: String,
+    /// Creates the migrations bookkeeping table when missing.
+    pub(crate) bootstrap: String,
     pub(crate) applied_migrations: String,
+    /// `$1` version, `$2` name.
+    pub(crate) record_migration: String,
+    /// The key of the advisory lock migrations of this schema take turns on.
+    pub(crate) migrate_lock_key: String,
 }
 
 impl Statements {
     pub(crate) fn new(schema: SchemaName) -> Self {
         let s = schema.quoted();
-        let columns = columns();
+        let all = EVENT_COLUMNS.join(", ");
+        let stream_read = EVENT_COLUMNS[..STREAM_READ_COLUMNS].join(", ");
+        let mut channel = format!("annals:{}", schema.as_str());
+        channel.truncate(63); // schema names are ASCII
+        let checkpoints = format!("{s}.projection_checkpoints");
         Statements {
             append: format!(
                 "INSERT INTO {s}.events (stream_id, stream_version, event_id, event_type, event_version, \
@@ -76,35 +152,145 @@ impl Statements {
                  VALUES ($1, 1, $2, $3, $4, $5, coalesce($6, '{{}}'::jsonb), $7, $8) \
                  RETURNING global_position, stream_version, recorded_at"
             ),
-            events_by_id: format!("SELECT {columns} FROM {s}.events WHERE event_id = ANY($1::uuid[])"),
+            events_by_id: format!("SELECT {all} FROM {s}.events WHERE event_id = ANY($1::uuid[])"),
             read_stream: format!(
-                "SELECT {EVENT_COLUMNS} FROM {s}.events \
+                "SELECT {stream_read} FROM {s}.events \
                  WHERE stream_id = $1 AND stream_version BETWEEN $2 AND $3 ORDER BY stream_version"
             ),
-            read_all: format!(
-                "SELECT {columns} FROM {s}.events WHERE global_position > $1 ORDER BY global_position LIMIT $2"
-            ),
             stream_version: format!("SELECT coalesce(max(stream_version), 0) FROM {s}.events WHERE stream_id = $1"),
-            head_position: format!("SELECT coalesce(max(global_position), 0) FROM {s}.events"),
-            record_migration: format!("INSERT INTO {s}.annals_migrations (version, name) VALUES ($1, $2)"),
+            // `column = $1` implies the partial index's `column IS NOT NULL`, so the index
+            // serves generic plans too (a bitmap index scan, then a sort of the few matches).
+            events_by_correlation: format!(
+                "SELECT {all} FROM {s}.events WHERE correlation_id = $1 ORDER BY global_position"
+            ),
+            events_by_causation: format!(
+                "SELECT {all} FROM {s}.events WHERE causation_id = $1 ORDER BY global_position"
+            ),
+            feed: Self::feed(&s, &all),
+            channel,
+            load_snapshot: format!(
+                "SELECT stream_version, schema_version, state, taken_at FROM {s}.snapshots WHERE stream_id = $1"
+            ),
+            save_snapshot: format!(
+                "INSERT INTO {s}.snapshots AS stored (stream_id, stream_version, schema_version, state, taken_at) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (stream_id) DO UPDATE \
+                     SET stream_version = excluded.stream_version, schema_version = excluded.schema_version, \
+                         state = excluded.state, taken_at = excluded.taken_at \
+                     WHERE stored.stream_version < excluded.stream_version \
+                        OR (stored.stream_version = excluded.stream_version \
+                            AND stored.schema_version <> excluded.schema_version)"
+            ),
+            load_checkpoint: format!("SELECT commit, position FROM {checkpoints} WHERE name = $1"),
+            move_checkpoint: format!(
+                "UPDATE {checkpoints} SET commit = $4, position = $5, updated_at = now() \
+                 WHERE name = $1 AND commit = $2 AND position = $3"
+            ),
+            insert_checkpoint: format!(
+                "INSERT INTO {checkpoints} (name, commit, position) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING"
+            ),
+            delete_checkpoint: format!("DELETE FROM {checkpoints} WHERE name = $1"),
+            park: format!(
+                "INSERT INTO {s}.parked_events AS stored \
+                     (consumer, event_id, commit, position, reason, parked_at, behind) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (consumer, event_id) DO UPDATE \
+                     SET commit = excluded.commit, position = excluded.position, reason = excluded.reason, \
+                         parked_at = excluded.parked_at, behind = excluded.behind"
+            ),
+            // `event_id` is the joined column; every other event column is the events
+            // table's alone.
+            parked: format!(
+                "SELECT {all}, parked.commit, parked.position, parked.reason, parked.parked_at, parked.behind \
+                 FROM {s}.parked_events AS parked JOIN {s}.events USING (event_id) \
+                 WHERE parked.consumer = $1 ORDER BY parked.commit, parked.position"
+            ),
+            unpark: format!("DELETE FROM {s}.parked_events WHERE consumer = $1 AND event_id = $2"),
+            create_schema: format!("CREATE SCHEMA IF NOT EXISTS {s}"),
+            bootstrap: format!(
+                "CREATE TABLE IF NOT EXISTS {s}.annals_migrations (\
+                     version integer PRIMARY KEY, \
+                     name text NOT NULL, \
+                     applied_at timestamptz NOT NULL DEFAULT now()\
+                 )"
+            ),
             applied_migrations: format!("SELECT version FROM {s}.annals_migrations"),
+            record_migration: format!("INSERT INTO {s}.annals_migrations (version, name) VALUES ($1, $2)"),
+            migrate_lock_key: format!("annals-postgres migrate {}", schema.as_str()),
             schema,
         }
     }
 
-    /// Creates the schema (when missing) and the migrations bookkeeping table.
-    pub(crate) fn bootstrap(&self) -> String {
-        let s = self.schema.quoted();
+    /// The feed read (see `feed.rs`), in schema `s` (quoted), selecting `all` event columns.
+    ///
+    /// `$1` checkpoint transaction id, `$2` checkpoint position, `$3` event types (NULL:
+    /// all), `$4` stream (NULL: all), `$5` category (NULL: all), `$6` page size. One row
+    /// per event, or one row of NULL event columns when the page is empty; every row
+    /// carries the last event below the horizon (`tail_commit`, `tail_position`; NULL when
+    /// there is none). The event columns come first and unqualified: only the page has
+    /// columns of those names. A category's streams are `{category}-{id}` with a
+    /// non-empty id, as [`Filter::matches`](annals::store::Filter::matches) has it.
+    fn feed(s: &str, all: &str) -> String {
         format!(
-            "CREATE TABLE IF NOT EXISTS {s}.annals_migrations (\
-                 version integer PRIMARY KEY, \
-                 name text NOT NULL, \
-                 applied_at timestamptz NOT NULL DEFAULT now()\
-             )"
+            "SELECT {all}, page.transaction_id::text::int8 AS feed_commit, \
+                    tail.commit AS tail_commit, tail.position AS tail_position \
+             FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) AS horizon \
+             LEFT JOIN LATERAL ( \
+                 SELECT transaction_id::text::int8 AS commit, global_position AS position \
+                 FROM {s}.events \
+                 WHERE transaction_id < horizon.xmin \
+                 ORDER BY transaction_id DESC, global_position DESC \
+                 LIMIT 1 \
+             ) AS tail ON true \
+             LEFT JOIN LATERAL ( \
+                 SELECT * FROM {s}.events \
+                 WHERE (transaction_id, global_position) > ($1::int8::text::xid8, $2::int8) \
+                   AND transaction_id < horizon.xmin \
+                   AND ($3::text[] IS NULL OR event_type = ANY($3::text[])) \
+                   AND ($4::text IS NULL OR stream_id = $4::text) \
+                   AND ($5::text IS NULL OR (starts_with(stream_id, $5::text || '-') \
+                                             AND length(stream_id) > length($5::text) + 1)) \
+                 ORDER BY transaction_id, global_position \
+                 LIMIT $6 \
+             ) AS page ON true \
+             ORDER BY page.transaction_id, page.global_position"
         )
     }
 
-    pub(crate) fn create_schema(&self) -> String {
-        format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema.quoted())
+    /// The key of the session-level advisory lock one instance of consumer `name` holds
+    /// while it runs (see `runner.rs`).
+    pub(crate) fn consumer_lock_key(&self, name: &str) -> String {
+        format!("annals projection {}.{name}", self.schema.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_fit_postgres_identifiers() {
+        assert_eq!(Statements::new(SchemaName::default()).channel, "annals:annals");
+        let long = SchemaName::new("a".repeat(63)).unwrap_or_default();
+        assert_eq!(Statements::new(long).channel.len(), 63);
+    }
+
+    #[test]
+    fn the_feed_reads_below_the_horizon_in_transaction_order() {
+        let sql = Statements::new(SchemaName::default()).feed;
+        assert!(sql.contains("pg_snapshot_xmin(pg_current_snapshot())"));
+        assert!(sql.contains("transaction_id < horizon.xmin"));
+        assert!(sql.contains("ORDER BY transaction_id, global_position"));
+        assert!(!sql.contains("LIKE"), "category filters need no escaping");
+    }
+
+    #[test]
+    fn every_statement_names_the_schema_and_stream_reads_skip_the_stream_id() {
+        let sql = Statements::new(SchemaName::new("s1").unwrap_or_default());
+        for statement in [&sql.append, &sql.read_stream, &sql.feed, &sql.save_snapshot, &sql.move_checkpoint] {
+            assert!(statement.contains("\"s1\"."), "{statement}");
+        }
+        assert!(!sql.read_stream.contains("stream_id,") && sql.events_by_id.contains(", stream_id FROM"));
+        assert_eq!(sql.consumer_lock_key("ledger"), "annals projection s1.ledger");
     }
 }

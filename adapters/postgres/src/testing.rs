@@ -36,6 +36,15 @@ const SCHEMA_PREFIX: &str = "annals_test_";
 const STALE_AFTER: Duration = Duration::from_secs(3600);
 
 /// Why no test database could be provided.
+///
+/// ```no_run
+/// # async fn run() {
+/// match annals_postgres::testing::fresh_store().await {
+///     Ok(store) => println!("testing in schema {}", store.schema()),
+///     Err(error) => eprintln!("no test database: {error}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HarnessError {
@@ -57,6 +66,14 @@ pub enum HarnessError {
 }
 
 /// The URL of the test server: `DATABASE_URL`, or a throwaway server started on first use.
+///
+/// ```no_run
+/// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// // A writer of its own on the test server, e.g. with other connection settings.
+/// let url = annals_postgres::testing::database_url()?;
+/// let options = annals_postgres::PostgresStore::connect_options(&url)?.options([("annals.notify", "off")]);
+/// # Ok(()) }
+/// ```
 pub fn database_url() -> Result<String, HarnessError> {
     if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.trim().is_empty()) {
         return Ok(url);
@@ -67,6 +84,14 @@ pub fn database_url() -> Result<String, HarnessError> {
 
 /// A migrated store in a new schema `annals_test_<time>_<random>` on the test server, with
 /// a pool of its own (pools belong to the tokio runtime that created them).
+///
+/// ```no_run
+/// // The store every case of the conformance suites runs on.
+/// annals::conformance_tests!(async {
+///     annals_postgres::testing::fresh_store().await.expect("a PostgreSQL store in a fresh schema")
+/// });
+/// # fn main() {}
+/// ```
 pub async fn fresh_store() -> Result<PostgresStore, HarnessError> {
     let url = database_url()?;
     let store_error = |source| HarnessError::Store { url: redact(&url), source };
@@ -83,6 +108,12 @@ pub async fn fresh_store() -> Result<PostgresStore, HarnessError> {
 }
 
 /// A schema name no other test uses: `annals_test_<unix seconds>_<random>`.
+///
+/// ```
+/// let name = annals_postgres::testing::fresh_schema_name();
+/// assert!(name.as_str().starts_with("annals_test_"));
+/// assert_ne!(name, annals_postgres::testing::fresh_schema_name());
+/// ```
 pub fn fresh_schema_name() -> SchemaName {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let random = uuid::Uuid::now_v7().simple().to_string();
@@ -93,12 +124,11 @@ pub fn fresh_schema_name() -> SchemaName {
 /// Drops test schemas that earlier runs left behind more than an hour ago.
 async fn drop_stale_schemas(store: &PostgresStore) -> Result<(), StoreError> {
     let operation = || "dropping stale test schemas".to_owned();
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, $1)")
-            .bind(SCHEMA_PREFIX)
-            .fetch_all(store.pool())
-            .await
-            .map_err(|e| crate::error::store_error(operation(), e))?;
+    let names: Vec<String> = sqlx::query_scalar(crate::sql::SCHEMAS_STARTING_WITH)
+        .bind(SCHEMA_PREFIX)
+        .fetch_all(store.pool())
+        .await
+        .map_err(|e| crate::error::store_error(operation(), e))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     for name in names {
         let created = name
@@ -108,7 +138,7 @@ async fn drop_stale_schemas(store: &PostgresStore) -> Result<(), StoreError> {
         let Some(created) = created else { continue };
         let Ok(schema) = SchemaName::new(name) else { continue };
         if now.saturating_sub(created) > STALE_AFTER.as_secs() {
-            sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", schema.quoted()))
+            sqlx::raw_sql(&crate::sql::drop_schema(&schema))
                 .execute(store.pool())
                 .await
                 .map_err(|e| crate::error::store_error(operation(), e))?;

@@ -1,0 +1,304 @@
+//! The append: the new events bound as statement parameters, and the algorithm around the
+//! one statement that writes them.
+//!
+//! An append is **one statement and one round trip**: an insert that numbers the new
+//! events after the stream's current version and inserts only if that version is the
+//! expected one; the unique `(stream_id, stream_version)` index turns a lost race into a
+//! conflict. Writers on different streams never wait for each other. Only a failed
+//! insert costs more round trips: it looks up the events' ids (an idempotent retry
+//! returns the stored events, [`kit::already_stored`]) and the stream's version.
+
+use std::collections::{BTreeMap, HashMap};
+
+use annals::store::kit;
+use annals::{Envelope, ExpectedVersion, NewEvent, StoreError};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::error::{backend, store_error, violated_unique_constraint};
+use crate::rows::{self, Written};
+use crate::{read, PostgresStore};
+
+/// How often an append with [`ExpectedVersion::Any`] is retried when a concurrent writer
+/// takes the same versions first.
+const ANY_VERSION_ATTEMPTS: u32 = 100;
+
+/// [`EventStore::append`](annals::EventStore::append) on PostgreSQL.
+pub(crate) async fn append(
+    store: &PostgresStore,
+    stream_id: &str,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<Vec<Envelope>, StoreError> {
+    kit::validate_append(stream_id, &events)?;
+    if events.is_empty() {
+        let actual = read::stream_version(store, stream_id).await?;
+        if !expected.accepts(actual) {
+            return Err(StoreError::Conflict { stream: stream_id.to_owned(), expected, actual });
+        }
+        return Ok(Vec::new());
+    }
+    // No stream is beyond `i64::MAX`: a larger expected version selects the same (no)
+    // stream as `i64::MAX`, and the append is rejected as a conflict.
+    let expected_version = match expected {
+        ExpectedVersion::Any => None,
+        ExpectedVersion::Exact(version) => Some(kit::bound_to_db(version)),
+    };
+    let batch = Batch::new(stream_id, &events)?;
+    let mut attempts = 0;
+    let mut written = loop {
+        attempts += 1;
+        match try_append(store, stream_id, expected_version, &batch).await? {
+            Attempt::Written(written) => break written,
+            Attempt::Taken { versions: true }
+                if expected == ExpectedVersion::Any && attempts < ANY_VERSION_ATTEMPTS =>
+            {
+                // A concurrent writer took the versions first: number after its events.
+                tokio::task::yield_now().await;
+            }
+            Attempt::WrongVersion | Attempt::Taken { .. } => {
+                return reject(store, stream_id, expected, &events).await;
+            }
+        }
+    };
+    drop(batch);
+    if written.len() != events.len() {
+        return Err(backend(
+            format!("appending to stream `{stream_id}`"),
+            format!("PostgreSQL reported {} stored events for {} appended", written.len(), events.len()),
+        ));
+    }
+    // RETURNING gives no order guarantee: sort by version (positions grow with it).
+    written.sort_unstable_by_key(|w| w.stream_version);
+    Ok(events
+        .into_iter()
+        .zip(written)
+        .map(|(event, written)| Envelope {
+            event_id: event.event_id,
+            stream_id: stream_id.to_owned(),
+            stream_version: written.stream_version,
+            global_position: written.global_position,
+            recorded_at: written.recorded_at,
+            event_type: event.event_type,
+            event_version: event.event_version,
+            payload: event.payload,
+            metadata: event.metadata,
+        })
+        .collect())
+}
+
+/// The outcome of one attempt of the append statement.
+enum Attempt {
+    /// The events were written.
+    Written(Vec<Written>),
+    /// The stream was not at the expected version; nothing was written.
+    WrongVersion,
+    /// A unique constraint stopped the insert: a concurrent writer took the versions
+    /// (`stream_version`), or an event id is already stored (`event_id`).
+    Taken { versions: bool },
+}
+
+async fn try_append(
+    store: &PostgresStore,
+    stream_id: &str,
+    expected: Option<i64>,
+    batch: &Batch<'_>,
+) -> Result<Attempt, StoreError> {
+    let operation = || format!("appending to stream `{stream_id}`");
+    let sql = store.sql();
+    let query = match batch {
+        // A new stream: its first version is 1, and the unique (stream_id,
+        // stream_version) index is the whole expected-version check.
+        Batch::One { event, version } if expected == Some(0) => {
+            bind_one(sqlx::query(&sql.append_first).bind(stream_id), event, *version)
+        }
+        Batch::One { event, version } => {
+            bind_one(sqlx::query(&sql.append_one).bind(stream_id).bind(expected), event, *version)
+        }
+        Batch::Many(columns) => sqlx::query(&sql.append)
+            .bind(stream_id)
+            .bind(expected)
+            .bind(&columns.ids)
+            .bind(&columns.types)
+            .bind(&columns.versions)
+            .bind(&columns.payloads)
+            .bind(&columns.metadata)
+            .bind(&columns.correlation_ids)
+            .bind(&columns.causation_ids),
+    };
+    let rows = match query.fetch_all(store.pool()).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            return match violated_unique_constraint(&error) {
+                Some("events_event_id_unique") => Ok(Attempt::Taken { versions: false }),
+                Some(_) => Ok(Attempt::Taken { versions: true }),
+                None => Err(store_error(operation(), error)),
+            };
+        }
+    };
+    if rows.is_empty() {
+        return Ok(Attempt::WrongVersion);
+    }
+    let written = rows.iter().map(|row| rows::written(row, operation)).collect::<Result<_, _>>()?;
+    Ok(Attempt::Written(written))
+}
+
+/// After a failed insert: the stored events if this append already happened (its reply
+/// was lost), [`StoreError::DuplicateEventId`] if an id is reused, and otherwise the
+/// conflict with the stream's current version.
+async fn reject(
+    store: &PostgresStore,
+    stream_id: &str,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<Vec<Envelope>, StoreError> {
+    let operation = || format!("appending to stream `{stream_id}` (looking up event ids)");
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let rows = sqlx::query(&store.sql().events_by_id)
+        .bind(&ids)
+        .fetch_all(store.pool())
+        .await
+        .map_err(|e| store_error(operation(), e))?;
+    let mut found = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let envelope = rows::envelope(row, operation)?;
+        found.insert(envelope.event_id, envelope);
+    }
+    if let Some(stored) = kit::already_stored(stream_id, expected, events, |id| found.get(id))? {
+        return Ok(stored);
+    }
+    let actual = read::stream_version(store, stream_id).await?;
+    Err(StoreError::Conflict { stream: stream_id.to_owned(), expected, actual })
+}
+
+/// The new events, checked and ready to bind.
+enum Batch<'a> {
+    /// The common case, one event: bound as scalars, inserted without arrays.
+    One { event: &'a NewEvent, version: i32 },
+    /// Several events: one array per column.
+    Many(Columns<'a>),
+}
+
+impl<'a> Batch<'a> {
+    fn new(stream_id: &str, events: &'a [NewEvent]) -> Result<Self, StoreError> {
+        match events {
+            [event] => {
+                check_storable(stream_id, event)?;
+                Ok(Batch::One { event, version: schema_version(stream_id, event)? })
+            }
+            _ => Columns::new(stream_id, events).map(Batch::Many),
+        }
+    }
+}
+
+/// The new events as one array per column, borrowed from the events.
+struct Columns<'a> {
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    versions: Vec<i32>,
+    payloads: Vec<Json<&'a serde_json::Value>>,
+    metadata: Vec<Option<Json<&'a BTreeMap<String, serde_json::Value>>>>,
+    correlation_ids: Vec<Option<Uuid>>,
+    causation_ids: Vec<Option<Uuid>>,
+}
+
+impl<'a> Columns<'a> {
+    fn new(stream_id: &str, events: &'a [NewEvent]) -> Result<Self, StoreError> {
+        let mut columns = Columns {
+            ids: Vec::with_capacity(events.len()),
+            types: Vec::with_capacity(events.len()),
+            versions: Vec::with_capacity(events.len()),
+            payloads: Vec::with_capacity(events.len()),
+            metadata: Vec::with_capacity(events.len()),
+            correlation_ids: Vec::with_capacity(events.len()),
+            causation_ids: Vec::with_capacity(events.len()),
+        };
+        for event in events {
+            check_storable(stream_id, event)?;
+            columns.ids.push(event.event_id);
+            columns.types.push(&event.event_type);
+            columns.versions.push(schema_version(stream_id, event)?);
+            columns.payloads.push(Json(&event.payload));
+            columns.metadata.push(extra_metadata(event));
+            columns.correlation_ids.push(event.metadata.correlation_id);
+            columns.causation_ids.push(event.metadata.causation_id);
+        }
+        Ok(columns)
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds the columns of one new event after the parameters already bound.
+fn bind_one<'q>(query: PgQuery<'q>, event: &'q NewEvent, version: i32) -> PgQuery<'q> {
+    query
+        .bind(event.event_id)
+        .bind(event.event_type.as_str())
+        .bind(version)
+        .bind(Json(&event.payload))
+        .bind(extra_metadata(event))
+        .bind(event.metadata.correlation_id)
+        .bind(event.metadata.causation_id)
+}
+
+/// The event's free-form metadata, or `None` (stored as `{}` by the statement) when it
+/// has none, which spares encoding and parsing an empty object.
+fn extra_metadata(event: &NewEvent) -> Option<Json<&BTreeMap<String, serde_json::Value>>> {
+    (!event.metadata.extra.is_empty()).then_some(Json(&event.metadata.extra))
+}
+
+/// The event's schema version as PostgreSQL's `integer`.
+fn schema_version(stream_id: &str, event: &NewEvent) -> Result<i32, StoreError> {
+    i32::try_from(event.event_version).map_err(|_| {
+        backend(
+            format!("appending to stream `{stream_id}`"),
+            format!(
+                "event {} (`{}`) has schema version {}, above PostgreSQL's integer range",
+                event.event_id, event.event_type, event.event_version
+            ),
+        )
+    })
+}
+
+/// PostgreSQL stores no NUL character in `jsonb` (`\u0000`): refuse such an event with a
+/// clear error before it reaches the server. (Stream ids and event types with one are
+/// refused on every store by [`kit::validate_append`].)
+fn check_storable(stream_id: &str, event: &NewEvent) -> Result<(), StoreError> {
+    let place = if contains_nul(&event.payload) {
+        "payload"
+    } else if event.metadata.extra.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)) {
+        "metadata"
+    } else {
+        return Ok(());
+    };
+    Err(backend(
+        format!("appending to stream `{stream_id}`"),
+        format!(
+            "the {place} of event {} (`{}`) contains a NUL character (\\u0000), which PostgreSQL cannot store \
+             in jsonb; remove it or encode it differently",
+            event.event_id, event.event_type
+        ),
+    ))
+}
+
+/// Whether `value` holds a NUL character in a string or a key, which `jsonb` cannot store.
+pub(crate) fn contains_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(contains_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_characters_are_found_anywhere_in_json() {
+        assert!(contains_nul(&serde_json::json!({ "list": [{ "k\u{0}": 1 }] })));
+        assert!(contains_nul(&serde_json::json!(["a\u{0}"])));
+        assert!(!contains_nul(&serde_json::json!({ "text": "fine", "n": 1 })));
+    }
+}

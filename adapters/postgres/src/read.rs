@@ -1,0 +1,49 @@
+//! Reading one stream: [`read_stream`] and [`stream_version`] of
+//! [`EventStore`](annals::EventStore).
+
+use annals::store::{kit, BoxStream};
+use annals::{Envelope, StoreError, VersionRange};
+use futures::StreamExt;
+
+use crate::error::store_error;
+use crate::{rows, PostgresStore};
+
+/// One streamed query: constant memory, however long the stream.
+pub(crate) fn read_stream<'a>(
+    store: &'a PostgresStore,
+    stream_id: &'a str,
+    versions: VersionRange,
+) -> BoxStream<'a, Result<Envelope, StoreError>> {
+    let from = kit::bound_to_db(versions.from.max(1));
+    let to = versions.to.map_or(i64::MAX, kit::bound_to_db);
+    if from > to {
+        return futures::stream::empty().boxed();
+    }
+    let operation = move || format!("reading stream `{stream_id}`");
+    sqlx::query(&store.sql().read_stream)
+        .bind(stream_id)
+        .bind(from)
+        .bind(to)
+        .fetch(store.pool())
+        .map(move |row| match row {
+            Ok(row) => rows::stream_envelope(&row, stream_id, operation),
+            Err(e) => Err(store_error(operation(), e)),
+        })
+        .boxed()
+}
+
+/// One index lookup of the stream's highest version.
+pub(crate) async fn stream_version(store: &PostgresStore, stream_id: &str) -> Result<u64, StoreError> {
+    let operation = || format!("reading the version of stream `{stream_id}`");
+    let version: i64 = sqlx::query_scalar(&store.sql().stream_version)
+        .bind(stream_id)
+        .fetch_one(store.pool())
+        .await
+        .map_err(|e| store_error(operation(), e))?;
+    kit::from_db(version, 0, "stream version").map_err(|e| StoreError::Corrupt {
+        stream: stream_id.to_owned(),
+        version: None,
+        position: None,
+        detail: format!("its highest {e}"),
+    })
+}
