@@ -174,7 +174,7 @@ where
     P: On<E>,
     E: Event,
 {
-    let event =
-        crate::event::decode_event::<E>(envelope).map_err(|source| ProjectionError::decode(P::NAME, envelope, source))?;
+    let event = crate::event::decode_event::<E>(envelope)
+        .map_err(|source| ProjectionError::decode(P::NAME, envelope, source))?;
     projection.on(event, envelope, context).await.map_err(|e| ProjectionError::handler(P::NAME, envelope, e))
 }

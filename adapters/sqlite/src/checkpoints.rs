@@ -1,9 +1,12 @@
-//! Consumers' checkpoints, in table `checkpoints`, in `BEGIN IMMEDIATE` transactions.
+//! Consumers' checkpoints, in table `checkpoints`, and dead letters, in table
+//! `dead_letters`, in `BEGIN IMMEDIATE` transactions.
 
 use annals::store::kit::to_db;
 use annals::store::{Checkpoint, CheckpointStore};
+use annals::subscription::Parked;
 use annals::StoreError;
 use sqlx::sqlite::SqliteConnection;
+use sqlx::Row;
 use sqlx::{Sqlite, Transaction};
 
 use crate::error::{out_of_range, store_error};
@@ -88,5 +91,64 @@ impl CheckpointStore for SqliteStore {
 
     async fn commit(&self, transaction: Self::Transaction) -> Result<(), StoreError> {
         transaction.commit().await.map_err(|e| store_error("committing a checkpoint transaction", e))
+    }
+
+    async fn park(&self, transaction: &mut Self::Transaction, name: &str, parked: &Parked) -> Result<(), StoreError> {
+        let event = &parked.event;
+        let operation = || {
+            format!(
+                "parking event {} (stream `{}` version {}) of consumer `{name}`",
+                event.envelope.event_id, event.envelope.stream_id, event.envelope.stream_version
+            )
+        };
+        let (major, minor) = event.checkpoint.parts();
+        let major = to_db(major, "checkpoint major").map_err(|e| out_of_range(operation(), e))?;
+        let minor = to_db(minor, "checkpoint minor").map_err(|e| out_of_range(operation(), e))?;
+        let json = serde_json::to_string(parked)
+            .map_err(|e| StoreError::Backend { operation: operation(), source: Box::new(e) })?;
+        sqlx::query(sql::PARK)
+            .bind(name)
+            .bind(event.envelope.event_id.to_string())
+            .bind(major)
+            .bind(minor)
+            .bind(json)
+            .execute(&mut **transaction)
+            .await
+            .map_err(|e| store_error(operation(), e))?;
+        Ok(())
+    }
+
+    async fn parked(&self, name: &str) -> Result<Vec<Parked>, StoreError> {
+        let operation = || format!("listing the parked events of consumer `{name}`");
+        let found = sqlx::query(sql::PARKED)
+            .bind(name)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| store_error(operation(), e))?;
+        found
+            .iter()
+            .map(|row| {
+                let json: String = row.try_get("parked").map_err(|e| store_error(operation(), e))?;
+                serde_json::from_str(&json).map_err(|e| StoreError::Backend {
+                    operation: format!("{} (a dead letter does not decode)", operation()),
+                    source: Box::new(e),
+                })
+            })
+            .collect()
+    }
+
+    async fn unpark(
+        &self,
+        transaction: &mut Self::Transaction,
+        name: &str,
+        event_id: uuid::Uuid,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql::UNPARK)
+            .bind(name)
+            .bind(event_id.to_string())
+            .execute(&mut **transaction)
+            .await
+            .map_err(|e| store_error(format!("removing the dead letter {event_id} of consumer `{name}`"), e))?;
+        Ok(done.rows_affected() == 1)
     }
 }

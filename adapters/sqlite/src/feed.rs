@@ -12,7 +12,7 @@ use annals::StoreError;
 use futures::StreamExt;
 
 use crate::error::{backend, store_error};
-use crate::rows::{self, FeedRow};
+use crate::rows::{FeedColumns, FeedRow};
 use crate::sql;
 use crate::store::SqliteStore;
 
@@ -59,13 +59,24 @@ impl EventFeed for SqliteStore {
             .await
             .map_err(|e| store_error(operation(), e))?;
         let mut head = None;
-        let mut events = Vec::with_capacity(found.len());
-        for row in rows::feed_rows(&found, &operation)? {
-            match row {
-                FeedRow::Event(envelope) => {
+        let mut events: Vec<FeedEvent> = Vec::with_capacity(found.len());
+        let columns = match found.first() {
+            Some(first) => FeedColumns::of(first, &operation)?,
+            None => return Err(backend(operation(), "the feed read returned no head position")),
+        };
+        for row in &found {
+            match columns.row(row, &operation) {
+                Ok(FeedRow::Event(envelope)) => {
                     events.push(FeedEvent { checkpoint: checkpoint(envelope.global_position), envelope });
                 }
-                FeedRow::Head(position) => head = Some(position),
+                Ok(FeedRow::Head(position)) => head = Some(position),
+                // A stored row annals did not write: the events before it are delivered,
+                // and the next read, which starts at it, fails there, naming it.
+                Err(StoreError::Corrupt { .. }) if !events.is_empty() => {
+                    let next = events.last().map_or(after, |last| last.checkpoint);
+                    return Ok(FeedBatch { events, next });
+                }
+                Err(error) => return Err(error),
             }
         }
         let Some(head) = head else {

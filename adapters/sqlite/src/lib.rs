@@ -26,8 +26,14 @@
 //!   models through ([`SqliteConnection`]): read model and checkpoint commit together.
 //! - **Errors**: a database that stays locked past the busy timeout, a pool timeout or
 //!   an I/O failure is [`StoreError::Unavailable`](annals::StoreError) (`is_transient()`:
-//!   retry); anything else is [`StoreError::Backend`](annals::StoreError). Both say what
-//!   the store was doing.
+//!   retry); a stored row annals did not write (a version below 1, JSON that does not
+//!   read back, text that is not UTF-8: a hand edit, an old backup, another tool) is
+//!   [`StoreError::Corrupt`](annals::StoreError), naming its stream, version and position,
+//!   and the reads deliver the events before it; anything else is
+//!   [`StoreError::Backend`](annals::StoreError), saying what the store was doing.
+//! - **Limits**, the same on every store (`annals::store::kit`): stream ids of at most
+//!   1024 bytes, event types of at most 255, payloads and metadata nested at most 127
+//!   levels deep; the schema (migration 4) refuses such rows from other writers too.
 //!
 //! Payloads and metadata are stored as the JSON text serde_json writes, and read back
 //! with serde_json.

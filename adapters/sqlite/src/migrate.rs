@@ -40,6 +40,16 @@ const MIGRATIONS: &[Migration] = &[
         name: "create_checkpoints",
         sql: include_str!("../migrations/0003_create_checkpoints.sql"),
     },
+    Migration {
+        version: 4,
+        name: "refuse_invalid_rows",
+        sql: include_str!("../migrations/0004_refuse_invalid_rows.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "create_dead_letters",
+        sql: include_str!("../migrations/0005_create_dead_letters.sql"),
+    },
 ];
 
 /// Every migration this version of annals-sqlite knows, oldest first.

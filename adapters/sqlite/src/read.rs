@@ -7,7 +7,7 @@ use annals::store::BoxStream;
 use annals::{Envelope, StoreError, VersionRange};
 use futures::{StreamExt, TryStreamExt};
 
-use crate::error::{out_of_range, store_error};
+use crate::error::store_error;
 use crate::store::SqliteStore;
 use crate::{rows, sql};
 
@@ -35,17 +35,28 @@ impl SqliteStore {
                 .fetch_all(&self.inner.pool)
                 .await
                 .map_err(|e| store_error(operation(), e))?;
-            let page = rows::envelopes(&found, Some(stream_id), &operation)?;
+            let Some(first) = found.first() else {
+                return Ok(None);
+            };
+            let columns = rows::EventColumns::of(first, &operation)?;
+            // The events before a stored row annals did not write are delivered, then its
+            // error, which ends the read.
+            let mut page = Vec::with_capacity(found.len());
+            for row in &found {
+                let decoded = columns.envelope(row, Some(stream_id), &operation);
+                let failed = decoded.is_err();
+                page.push(decoded);
+                if failed {
+                    return Ok(Some((futures::stream::iter(page), None)));
+                }
+            }
             let full = i64::try_from(page.len()).is_ok_and(|len| len >= PAGE);
             // A short page is the end of the stream: no need to ask again.
             let next = match page.last() {
-                Some(event) if full => i64::try_from(event.stream_version).ok().and_then(|v| v.checked_add(1)),
+                Some(Ok(event)) if full => i64::try_from(event.stream_version).ok().and_then(|v| v.checked_add(1)),
                 _ => None,
             };
-            if page.is_empty() {
-                return Ok(None);
-            }
-            Ok(Some((futures::stream::iter(page.into_iter().map(Ok)), next)))
+            Ok(Some((futures::stream::iter(page), next)))
         })
         .try_flatten()
         .boxed()
@@ -58,6 +69,11 @@ impl SqliteStore {
             .fetch_one(&self.inner.pool)
             .await
             .map_err(|e| store_error(operation(), e))?;
-        from_db(version, 0, "stream version").map_err(|e| out_of_range(operation(), e))
+        from_db(version, 0, "stream version").map_err(|e| StoreError::Corrupt {
+            stream: stream_id.to_owned(),
+            version: None,
+            position: None,
+            detail: format!("its highest {e}"),
+        })
     }
 }

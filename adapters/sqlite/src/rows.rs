@@ -24,6 +24,49 @@ where
     row.try_get(name).map_err(|e| store_error(operation(), e))
 }
 
+/// Where a stored row is, as far as known: what a [`StoreError::Corrupt`] names.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Place<'a> {
+    /// The stream.
+    pub(crate) stream: &'a str,
+    /// The stream version, once decoded.
+    pub(crate) version: Option<u64>,
+    /// The global position, once decoded.
+    pub(crate) position: Option<u64>,
+}
+
+impl Place<'_> {
+    /// A [`StoreError::Corrupt`] at this place: stored data annals did not write.
+    pub(crate) fn corrupt(self, detail: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            stream: self.stream.to_owned(),
+            version: self.version,
+            position: self.position,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Reads the column at `index` (named `name`) of the row at `place`. A stored value that
+/// does not decode (text that is not UTF-8, an id of the wrong length) is
+/// [`StoreError::Corrupt`]; a column that is missing is the query's fault:
+/// [`StoreError::Backend`].
+fn decode<'r, T>(
+    row: &'r SqliteRow,
+    index: usize,
+    name: &str,
+    place: Place<'_>,
+    operation: Operation<'_>,
+) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(index).map_err(|e| match e {
+        sqlx::Error::ColumnDecode { source, .. } => place.corrupt(format!("column `{name}` does not decode: {source}")),
+        e => store_error(operation(), e),
+    })
+}
+
 /// Reads the column at `index` of `row`.
 fn at<'r, T>(row: &'r SqliteRow, index: usize, operation: Operation<'_>) -> Result<T, StoreError>
 where
@@ -69,7 +112,27 @@ impl EventColumns {
         })
     }
 
-    /// Decodes the event of `row`; `stream` names the stream when the rows do not.
+    /// The stream id of `row`, which names its stream; a stored id that is not UTF-8 is
+    /// [`StoreError::Corrupt`], naming the id as far as it reads.
+    fn stream_id(&self, row: &SqliteRow, index: usize, operation: Operation<'_>) -> Result<String, StoreError> {
+        match row.try_get::<String, _>(index) {
+            Ok(stream_id) => Ok(stream_id),
+            Err(sqlx::Error::ColumnDecode { source, .. }) => {
+                let bytes: Vec<u8> = row.try_get_unchecked(index).unwrap_or_default();
+                let position = row.try_get::<i64, _>(self.global_position).ok().and_then(|p| u64::try_from(p).ok());
+                let stream = String::from_utf8_lossy(&bytes);
+                let place = Place { stream: &stream, version: None, position };
+                Err(place.corrupt(format!("the stream id is not UTF-8 text: {source}")))
+            }
+            Err(e) => Err(store_error(operation(), e)),
+        }
+    }
+
+    /// Decodes the event of `row`; `stream` names the stream when the rows do not. A
+    /// stored value annals does not write (a version or position below 1, a schema
+    /// version beyond `u32`, JSON that does not read back, a metadata that is not an
+    /// object, text that is not UTF-8) is [`StoreError::Corrupt`], naming the stream,
+    /// version and position as far as they decode.
     pub(crate) fn envelope(
         &self,
         row: &SqliteRow,
@@ -77,37 +140,37 @@ impl EventColumns {
         operation: Operation<'_>,
     ) -> Result<Envelope, StoreError> {
         let stream_id: String = match (self.stream_id, stream) {
-            (Some(index), _) => at(row, index, operation)?,
+            (Some(index), _) => self.stream_id(row, index, operation)?,
             (None, Some(stream)) => stream.to_owned(),
             (None, None) => return Err(backend(operation(), "the rows of events do not name their stream")),
         };
-        let range = |e| out_of_range(operation(), e);
-        let global_position =
-            from_db(at(row, self.global_position, operation)?, 1, "global position").map_err(range)?;
-        let stream_version = from_db(at(row, self.stream_version, operation)?, 1, "stream version").map_err(range)?;
-        let event_version: i64 = at(row, self.event_version, operation)?;
+        let mut place = Place { stream: &stream_id, version: None, position: None };
+        let position: i64 = decode(row, self.global_position, "global_position", place, operation)?;
+        let global_position = from_db(position, 1, "global position").map_err(|e| place.corrupt(e.to_string()))?;
+        place.position = Some(global_position);
+        let version: i64 = decode(row, self.stream_version, "stream_version", place, operation)?;
+        let stream_version = from_db(version, 1, "stream version").map_err(|e| place.corrupt(e.to_string()))?;
+        place.version = Some(stream_version);
+        let event_version: i64 = decode(row, self.event_version, "event_version", place, operation)?;
         let event_version = u32::try_from(event_version).map_err(|_| {
-            backend(
-                operation(),
-                format!("stream `{stream_id}` holds an event with invalid schema version {event_version}"),
-            )
+            place.corrupt(format!("schema version {event_version} is out of range (expected 0 to 4294967295)"))
         })?;
-        let payload = json(at(row, self.payload, operation)?, "payload", &stream_id, operation)?;
-        let extra = match at::<Option<&str>>(row, self.metadata, operation)? {
+        let payload = json(decode(row, self.payload, "payload", place, operation)?, "payload", place)?;
+        let extra = match decode::<Option<&str>>(row, self.metadata, "metadata", place, operation)? {
             None => BTreeMap::new(),
-            Some(text) => json(text, "metadata", &stream_id, operation)?,
+            Some(text) => json(text, "metadata", place)?,
         };
         Ok(Envelope {
-            event_id: at(row, self.event_id, operation)?,
+            event_id: decode(row, self.event_id, "event_id", place, operation)?,
             stream_version,
             global_position,
-            recorded_at: time(at(row, self.recorded_at, operation)?),
-            event_type: at(row, self.event_type, operation)?,
+            recorded_at: time(decode(row, self.recorded_at, "recorded_at", place, operation)?),
+            event_type: decode(row, self.event_type, "event_type", place, operation)?,
             event_version,
             payload,
             metadata: Metadata {
-                correlation_id: at::<Option<Uuid>>(row, self.correlation_id, operation)?,
-                causation_id: at::<Option<Uuid>>(row, self.causation_id, operation)?,
+                correlation_id: decode::<Option<Uuid>>(row, self.correlation_id, "correlation_id", place, operation)?,
+                causation_id: decode::<Option<Uuid>>(row, self.causation_id, "causation_id", place, operation)?,
                 extra,
             },
             stream_id,
@@ -135,37 +198,51 @@ pub(crate) enum FeedRow {
     Head(u64),
 }
 
-/// Decodes the rows of the feed read (`sql::READ_FEED`).
-pub(crate) fn feed_rows(rows: &[SqliteRow], operation: Operation<'_>) -> Result<Vec<FeedRow>, StoreError> {
-    let Some(first) = rows.first() else { return Ok(Vec::new()) };
-    let columns = EventColumns::of(first, operation)?;
-    let head = first.try_column("head").map(|c| c.ordinal()).map_err(|e| store_error(operation(), e))?;
-    rows.iter()
-        .map(|row| match at::<Option<i64>>(row, head, operation)? {
+/// Where the columns of the feed read (`sql::READ_FEED`) are: an event's, and `head`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FeedColumns {
+    event: EventColumns,
+    head: usize,
+}
+
+impl FeedColumns {
+    /// Finds the columns of `row` by name.
+    pub(crate) fn of(row: &SqliteRow, operation: Operation<'_>) -> Result<Self, StoreError> {
+        let head = row.try_column("head").map(|c| c.ordinal()).map_err(|e| store_error(operation(), e))?;
+        Ok(FeedColumns { event: EventColumns::of(row, operation)?, head })
+    }
+
+    /// Decodes one row of the feed read.
+    pub(crate) fn row(&self, row: &SqliteRow, operation: Operation<'_>) -> Result<FeedRow, StoreError> {
+        match at::<Option<i64>>(row, self.head, operation)? {
             Some(head) => {
                 Ok(FeedRow::Head(from_db(head, 0, "head position").map_err(|e| out_of_range(operation(), e))?))
             }
-            None => Ok(FeedRow::Event(columns.envelope(row, None, operation)?)),
-        })
-        .collect()
+            None => Ok(FeedRow::Event(self.event.envelope(row, None, operation)?)),
+        }
+    }
 }
 
-/// Decodes a snapshot row.
+/// Decodes a snapshot row. A stored value annals does not write (a version below 0, a
+/// schema version beyond `u32`, a state that does not read back as JSON) is
+/// [`StoreError::Corrupt`], naming the stream and the snapshot's version.
 pub(crate) fn snapshot(row: &SqliteRow, operation: Operation<'_>) -> Result<StoredSnapshot, StoreError> {
     let stream_id: String = get(row, "stream_id", operation)?;
-    let stream_version = from_db(get(row, "stream_version", operation)?, 0, "stream version")
-        .map_err(|e| out_of_range(operation(), e))?;
-    let schema_version: i64 = get(row, "schema_version", operation)?;
+    let index = |name: &str| row.try_column(name).map(|c| c.ordinal()).map_err(|e| store_error(operation(), e));
+    let mut place = Place { stream: &stream_id, version: None, position: None };
+    let version: i64 = decode(row, index("stream_version")?, "stream_version", place, operation)?;
+    let stream_version = from_db(version, 0, "snapshot stream version")
+        .map_err(|e| place.corrupt(format!("its snapshot is invalid: {e}")))?;
+    place.version = Some(stream_version);
+    let schema_version: i64 = decode(row, index("schema_version")?, "schema_version", place, operation)?;
     let schema_version = u32::try_from(schema_version).map_err(|_| {
-        backend(operation(), format!("the snapshot of `{stream_id}` has invalid schema version {schema_version}"))
+        place.corrupt(format!(
+            "its snapshot has schema version {schema_version}, out of range (expected 0 to 4294967295)"
+        ))
     })?;
-    Ok(StoredSnapshot {
-        state: json(get(row, "state", operation)?, "snapshot state", &stream_id, operation)?,
-        stream_version,
-        schema_version,
-        taken_at: time(get(row, "taken_at", operation)?),
-        stream_id,
-    })
+    let state = json(decode(row, index("state")?, "state", place, operation)?, "snapshot state", place)?;
+    let taken_at = time(decode(row, index("taken_at")?, "taken_at", place, operation)?);
+    Ok(StoredSnapshot { state, stream_version, schema_version, taken_at, stream_id })
 }
 
 /// Decodes a checkpoint row.
@@ -177,15 +254,11 @@ pub(crate) fn checkpoint(row: &SqliteRow, operation: Operation<'_>) -> Result<Ch
     Ok(Checkpoint::from_parts(major, minor))
 }
 
-/// Parses stored JSON text.
-fn json<T: serde::de::DeserializeOwned>(
-    text: &str,
-    what: &str,
-    stream_id: &str,
-    operation: Operation<'_>,
-) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| backend(operation(), format!("the stored {what} in stream `{stream_id}` is not valid JSON: {e}")))
+/// Parses stored JSON text of the row at `place`: text serde_json does not read back
+/// (not JSON, nested too deeply, a number out of range, not the expected shape) is
+/// [`StoreError::Corrupt`].
+fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str, place: Place<'_>) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| place.corrupt(format!("the stored {what} does not read back as JSON: {e}")))
 }
 
 /// A stored time: nanoseconds since the Unix epoch, UTC.

@@ -138,3 +138,15 @@ pub(crate) const APPLIED_MIGRATIONS: &str = "SELECT version, name FROM annals_mi
 /// `?1` version, `?2` name, `?3` applied at (ns).
 pub(crate) const RECORD_MIGRATION: &str =
     "INSERT INTO annals_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)";
+
+/// `?1` consumer, `?2` event id, `?3` major, `?4` minor, `?5` the `Parked` as JSON:
+/// parks an event, or replaces the dead letter of an event already parked.
+pub(crate) const PARK: &str = "INSERT INTO dead_letters (consumer, event_id, major, minor, parked) \
+                               VALUES (?1, ?2, ?3, ?4, ?5) \
+                               ON CONFLICT (consumer, event_id) DO UPDATE SET parked = excluded.parked";
+
+/// `?1` consumer: its dead letters in feed order.
+pub(crate) const PARKED: &str = "SELECT parked FROM dead_letters WHERE consumer = ?1 ORDER BY major, minor, event_id";
+
+/// `?1` consumer, `?2` event id.
+pub(crate) const UNPARK: &str = "DELETE FROM dead_letters WHERE consumer = ?1 AND event_id = ?2";

@@ -140,6 +140,11 @@ macro_rules! store_conformance_tests {
             repeating_an_event_id_in_one_append_is_an_error,
             concurrent_writers_on_one_stream_lose_nothing,
             concurrent_writers_on_many_streams_get_unique_positions,
+            stream_ids_up_to_the_limit_are_accepted_and_longer_ones_refused,
+            invalid_event_types_are_rejected,
+            json_nested_deeper_than_stores_read_back_is_refused,
+            json_nested_to_the_limit_round_trips,
+            doubles_round_trip_bit_for_bit,
         );
     };
 }

@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use super::support::{event, events, feed_all, numbers, read, versions};
+use super::support::{event, events, feed_all, nested, numbers, read, versions};
 use crate::envelope::{Envelope, Metadata, NewEvent};
+use crate::store::kit::{MAX_EVENT_TYPE_BYTES, MAX_JSON_DEPTH, MAX_STREAM_ID_BYTES};
 use crate::store::{EventFeed, EventStore, ExpectedVersion, StoreError, VersionRange};
 
 fn assert_conflict(result: Result<Vec<Envelope>, StoreError>, stream: &str, expected: ExpectedVersion, actual: u64) {
@@ -280,6 +281,205 @@ pub async fn invalid_stream_ids_are_rejected<S: EventStore + EventFeed>(store: S
         }
     }
     assert!(feed_all(&store).await.is_empty());
+}
+
+/// Stream ids of exactly [`MAX_STREAM_ID_BYTES`] bytes (ASCII, two- and four-byte
+/// characters, incompressible text) are accepted and read back; one byte more is
+/// [`StoreError::InvalidStreamId`] naming the limit, and nothing is written.
+pub async fn stream_ids_up_to_the_limit_are_accepted_and_longer_ones_refused<S: EventStore + EventFeed>(store: S) {
+    let mut rng = fastrand::Rng::with_seed(11);
+    let random: String = (0..MAX_STREAM_ID_BYTES).map(|_| rng.alphanumeric()).collect();
+    let at_limit = [
+        "x".repeat(MAX_STREAM_ID_BYTES),
+        "ü".repeat(MAX_STREAM_ID_BYTES / 2),
+        "🛒".repeat(MAX_STREAM_ID_BYTES / 4),
+        random.clone(),
+    ];
+    for (i, id) in at_limit.iter().enumerate() {
+        assert_eq!(id.len(), MAX_STREAM_ID_BYTES);
+        let stored = store.append(id, ExpectedVersion::Exact(0), vec![event(i as u64)]).await.unwrap();
+        assert_eq!(read(&store, id, ..).await, stored, "a stream id of {} bytes reads back", id.len());
+        assert_eq!(store.stream_version(id).await.unwrap(), 1);
+    }
+    let feed_before = feed_all(&store).await;
+    assert_eq!(feed_before.len(), at_limit.len());
+    let over = ["x".repeat(MAX_STREAM_ID_BYTES + 1), format!("{}x", "ü".repeat(MAX_STREAM_ID_BYTES / 2)), {
+        let mut longer = random;
+        longer.push('y');
+        longer
+    }];
+    for id in &over {
+        match store.append(id, ExpectedVersion::Any, vec![event(9)]).await {
+            Err(StoreError::InvalidStreamId { stream, reason }) => {
+                assert_eq!(&stream, id);
+                assert!(reason.contains(&MAX_STREAM_ID_BYTES.to_string()), "the error names the limit: {reason}");
+            }
+            other => panic!("expected InvalidStreamId for a stream id of {} bytes, got {other:?}", id.len()),
+        }
+    }
+    assert_eq!(feed_all(&store).await, feed_before, "nothing was written");
+}
+
+/// Expects [`StoreError::InvalidEvent`] for the event at `index` of an append to
+/// `stream`, whose reason contains `says`.
+fn assert_invalid_event(
+    result: Result<Vec<Envelope>, StoreError>,
+    stream: &str,
+    index: usize,
+    event: &NewEvent,
+    says: &str,
+) {
+    match result {
+        Err(StoreError::InvalidEvent { stream: s, index: i, event_id, reason }) => {
+            assert_eq!((s.as_str(), i, event_id), (stream, index, event.event_id), "InvalidEvent fields: {reason}");
+            assert!(reason.contains(says), "the reason says {says:?}: {reason}");
+        }
+        other => panic!("expected InvalidEvent for event {index} of an append to {stream}, got {other:?}"),
+    }
+}
+
+/// Event types must not be empty, hold a NUL or be longer than
+/// [`MAX_EVENT_TYPE_BYTES`]: [`StoreError::InvalidEvent`] names the stream, the event's
+/// index and id, and nothing is written. A type of exactly the limit round-trips.
+pub async fn invalid_event_types_are_rejected<S: EventStore + EventFeed>(store: S) {
+    let longest = "t".repeat(MAX_EVENT_TYPE_BYTES);
+    let stored =
+        store.append("et-1", ExpectedVersion::Exact(0), vec![NewEvent::new(longest.clone(), 1, json!(1))]).await;
+    let stored = stored.unwrap();
+    assert_eq!(read(&store, "et-1", ..).await, stored);
+    assert_eq!(stored[0].event_type, longest);
+    let feed_before = feed_all(&store).await;
+    let bad = [
+        (String::new(), "empty"),
+        ("cart.item\0added".to_owned(), "NUL"),
+        ("t".repeat(MAX_EVENT_TYPE_BYTES + 1), "at most 255 bytes"),
+        ("ü".repeat(MAX_EVENT_TYPE_BYTES / 2 + 1), "at most 255 bytes"),
+    ];
+    for (event_type, says) in bad {
+        let invalid = NewEvent::new(event_type, 1, json!(2));
+        let batch = vec![event(1), invalid.clone()];
+        let result = store.append("et-1", ExpectedVersion::Exact(1), batch).await;
+        assert_invalid_event(result, "et-1", 1, &invalid, says);
+    }
+    assert_eq!(store.stream_version("et-1").await.unwrap(), 1);
+    assert_eq!(feed_all(&store).await, feed_before, "nothing was written");
+}
+
+/// A payload or metadata nested deeper than [`MAX_JSON_DEPTH`] (which serde_json could
+/// not read back) is refused at append time with [`StoreError::InvalidEvent`] naming
+/// the stream, the event's index and id and the depth; nothing is written, and the
+/// stream still loads.
+pub async fn json_nested_deeper_than_stores_read_back_is_refused<S: EventStore + EventFeed>(store: S) {
+    let first = store.append("deep-1", ExpectedVersion::Exact(0), vec![event(1)]).await.unwrap();
+    let feed_before = feed_all(&store).await;
+    let too_deep = MAX_JSON_DEPTH + 1;
+    let payload = NewEvent::new("conformance.deep", 1, nested(too_deep));
+    let result = store.append("deep-1", ExpectedVersion::Exact(1), vec![event(2), event(3), payload.clone()]).await;
+    assert_invalid_event(result, "deep-1", 2, &payload, &format!("payload is nested {too_deep} levels deep"));
+    let far = NewEvent::new("conformance.deep", 1, nested(1_000));
+    let result = store.append("deep-1", ExpectedVersion::Any, vec![far.clone()]).await;
+    assert_invalid_event(result, "deep-1", 0, &far, "payload is nested 1000 levels deep");
+    // The metadata's keys are one object: a value in it has one level less.
+    let metadata = Metadata::default().with("deep", nested(MAX_JSON_DEPTH));
+    let in_metadata = NewEvent::new("conformance.deep", 1, json!({})).with_metadata(metadata);
+    let result = store.append("deep-2", ExpectedVersion::Exact(0), vec![in_metadata.clone()]).await;
+    assert_invalid_event(result, "deep-2", 0, &in_metadata, &format!("metadata is nested {too_deep} levels deep"));
+    assert_eq!(store.stream_version("deep-1").await.unwrap(), 1);
+    assert_eq!(store.stream_version("deep-2").await.unwrap(), 0);
+    assert_eq!(read(&store, "deep-1", ..).await, first, "the stream still reads back");
+    assert_eq!(feed_all(&store).await, feed_before, "nothing was written");
+}
+
+/// A payload nested exactly [`MAX_JSON_DEPTH`] levels deep, and metadata as deep, are
+/// accepted and read back equal through [`read_stream`](EventStore::read_stream) and the
+/// feed.
+pub async fn json_nested_to_the_limit_round_trips<S: EventStore + EventFeed>(store: S) {
+    let metadata = Metadata::default().with("deep", nested(MAX_JSON_DEPTH - 1)).with("flat", 1);
+    let deepest = NewEvent::new("conformance.deep", 1, nested(MAX_JSON_DEPTH)).with_metadata(metadata);
+    assert_eq!(crate::store::kit::json_depth(&deepest.payload), MAX_JSON_DEPTH);
+    let written = store.append("deep-ok", ExpectedVersion::Exact(0), vec![deepest.clone(), event(2)]).await.unwrap();
+    let read_back = read(&store, "deep-ok", ..).await;
+    assert_eq!(read_back, written, "read_stream returns what append returned");
+    assert_eq!(read_back[0].payload, deepest.payload);
+    assert_eq!(read_back[0].metadata, deepest.metadata);
+    assert_eq!(feed_all(&store).await, written, "the feed returns what append returned");
+}
+
+/// 2,000 doubles (seeded random bit patterns and fractions, and the awkward ones:
+/// `1e-30`, `f64::MAX`, `f64::MIN_POSITIVE`, subnormals, `-0.0`) in payloads and
+/// metadata come back bit for bit, through [`read_stream`](EventStore::read_stream) and
+/// the feed.
+pub async fn doubles_round_trip_bit_for_bit<S: EventStore + EventFeed>(store: S) {
+    const COUNT: usize = 2_000;
+    const PER_EVENT: usize = 250;
+    let mut doubles = vec![
+        1e-30,
+        f64::MAX,
+        f64::MIN,
+        f64::MIN_POSITIVE,
+        -f64::MIN_POSITIVE,
+        f64::from_bits(1),
+        -f64::from_bits(1),
+        f64::from_bits(0x000f_ffff_ffff_ffff),
+        f64::EPSILON,
+        0.1,
+        1.0 / 3.0,
+        0.0,
+        -0.0,
+        1.0,
+        1e20,
+        1e300,
+        2.5e-8,
+        123_456.789,
+        9_007_199_254_740_993.0,
+    ];
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    while doubles.len() < COUNT {
+        let double = match doubles.len() % 3 {
+            0 => f64::from_bits(rng.u64(..)),
+            1 => rng.f64(),
+            _ => (rng.f64() - 0.5) * 10f64.powi(rng.i32(-40..40)),
+        };
+        if double.is_finite() {
+            doubles.push(double);
+        }
+    }
+    let new: Vec<NewEvent> = doubles
+        .chunks(PER_EVENT)
+        .map(|chunk| {
+            let metadata = Metadata::default().with("doubles", chunk.iter().take(20).copied().collect::<Vec<_>>());
+            NewEvent::new("conformance.doubles", 1, json!({ "doubles": chunk })).with_metadata(metadata)
+        })
+        .collect();
+    let written = store.append("doubles-1", ExpectedVersion::Exact(0), new.clone()).await.unwrap();
+    let check = |how: &str, read_back: &[Envelope]| {
+        assert_eq!(read_back.len(), new.len(), "{how}");
+        let mut changed = Vec::new();
+        for (stored, sent) in read_back.iter().zip(&new) {
+            let pairs = [(&stored.payload["doubles"], &sent.payload["doubles"])]
+                .into_iter()
+                .chain([(&stored.metadata.extra["doubles"], &sent.metadata.extra["doubles"])]);
+            for (got, want) in pairs {
+                let (got, want) = (got.as_array().unwrap(), want.as_array().unwrap());
+                assert_eq!(got.len(), want.len(), "{how}");
+                for (g, w) in got.iter().zip(want) {
+                    let w = w.as_f64().unwrap();
+                    if !g.is_f64() || g.as_f64().map(f64::to_bits) != Some(w.to_bits()) {
+                        changed.push(format!("{w:e} came back as {g}"));
+                    }
+                }
+            }
+        }
+        assert!(
+            changed.is_empty(),
+            "{how}: {} doubles changed, e.g. {:?}",
+            changed.len(),
+            &changed[..changed.len().min(5)]
+        );
+    };
+    check("the append's envelopes", &written);
+    check("read_stream", &read(&store, "doubles-1", ..).await);
+    check("the feed", &feed_all(&store).await);
 }
 
 /// Appending events whose ids are already stored at that place (a retry after a lost

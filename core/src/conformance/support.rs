@@ -29,6 +29,18 @@ pub(crate) fn events(range: std::ops::RangeInclusive<u64>) -> Vec<NewEvent> {
     range.map(event).collect()
 }
 
+/// A value nested `depth` levels deep (see [`json_depth`](crate::store::kit::json_depth)):
+/// objects and arrays in turn, each with a scalar beside the next level, around a string.
+pub(crate) fn nested(depth: usize) -> serde_json::Value {
+    (0..depth).fold(json!("bottom"), |inner, level| {
+        if level % 2 == 0 {
+            json!([level, inner])
+        } else {
+            json!({ "level": level, "inner": inner })
+        }
+    })
+}
+
 /// The `n` of events made by [`event`].
 pub(crate) fn numbers(envelopes: &[Envelope]) -> Vec<u64> {
     envelopes.iter().map(|e| e.payload["n"].as_u64().expect("payload n")).collect()

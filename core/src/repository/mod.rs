@@ -327,8 +327,15 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         stream: &str,
         snapshots: &Snapshots<A, S>,
     ) -> Result<Option<Loaded<A>>, StoreError> {
-        let Some(stored) = (snapshots.load)(self.store.clone(), stream.to_owned()).await? else {
-            return Ok(None);
+        let stored = match (snapshots.load)(self.store.clone(), stream.to_owned()).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Ok(None),
+            // A snapshot row annals did not write is only a lost shortcut: rebuild from events.
+            Err(error @ StoreError::Corrupt { .. }) => {
+                tracing::warn!(stream, %error, "the stored snapshot is unreadable: it is ignored and the state rebuilt from the events");
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
         };
         if stored.schema_version != snapshots.schema_version {
             return Ok(None);

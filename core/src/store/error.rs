@@ -54,6 +54,22 @@ pub enum StoreError {
         reason: &'static str,
     },
 
+    /// An event of an append cannot be stored as given, on any store: its event type is
+    /// empty, holds a NUL character or is too long, or its payload or metadata is nested
+    /// too deeply to be read back (the rules of
+    /// [`kit::validate_append`](crate::store::kit::validate_append)). Nothing was written.
+    #[error("invalid event {event_id} (index {index} of the append to stream `{stream}`): {reason}")]
+    InvalidEvent {
+        /// The stream appended to.
+        stream: String,
+        /// The event's index in the append, from 0.
+        index: usize,
+        /// The event's id.
+        event_id: uuid::Uuid,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The store could not be reached or the connection broke. The operation may be
     /// retried; an append that used the same event ids is idempotent.
     #[error("event store unavailable while {operation}: {source}; check the connection and retry")]

@@ -41,7 +41,14 @@ struct Checkpointed<P, K> {
 
 impl<P: Projection, K: CheckpointStore> Checkpointed<P, K> {
     fn new(store: K, projection: P) -> Self {
-        Checkpointed { store, projection, name: P::NAME.to_owned(), seen: None, policy: PoisonPolicy::Stop, parked: None }
+        Checkpointed {
+            store,
+            projection,
+            name: P::NAME.to_owned(),
+            seen: None,
+            policy: PoisonPolicy::Stop,
+            parked: None,
+        }
     }
 
     /// The dead letters, loaded from the store the first time.
@@ -61,7 +68,10 @@ impl<P: Projection, K: CheckpointStore> Checkpointed<P, K> {
         }
         let parked = Parked::new(event.clone(), reason, None);
         let mut transaction = self.store.begin().await.map_err(|e| self.storage("parking an event", e))?;
-        self.store.park(&mut transaction, &self.name, &parked).await.map_err(|e| self.storage("parking an event", e))?;
+        self.store
+            .park(&mut transaction, &self.name, &parked)
+            .await
+            .map_err(|e| self.storage("parking an event", e))?;
         self.store.commit(transaction).await.map_err(|e| self.storage("parking an event", e))?;
         self.parked_index().await?.add(&parked);
         Ok(true)
@@ -446,7 +456,8 @@ impl<P: Projection<Context = ()>, K: CheckpointStore> Sink for AtLeastOnce<P, K>
                 Disposition::HoldBehind(first) => {
                     let parked = Parked::new(event.clone(), held_behind(first), Some(first));
                     let inner = &mut self.inner;
-                    let mut transaction = inner.store.begin().await.map_err(|e| inner.storage("parking an event", e))?;
+                    let mut transaction =
+                        inner.store.begin().await.map_err(|e| inner.storage("parking an event", e))?;
                     inner
                         .store
                         .park(&mut transaction, &inner.name, &parked)

@@ -63,12 +63,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Domain rejections: 422 for a request the cart can never accept (zero quantity), 409
-/// for one the cart's current state refuses.
+/// Domain rejections: 422 for a request the cart can never accept (zero quantity) or
+/// whose numbers it cannot represent (more units or cents than it counts), 409 for one
+/// the cart's current state refuses.
 impl From<CartError> for ApiError {
     fn from(error: CartError) -> Self {
         let status = match error {
-            CartError::ZeroQuantity => StatusCode::UNPROCESSABLE_ENTITY,
+            CartError::ZeroQuantity | CartError::TooManyUnits { .. } | CartError::TotalTooLarge => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             CartError::AlreadyCheckedOut | CartError::NotEnough { .. } | CartError::Empty => StatusCode::CONFLICT,
         };
         Self::new(status, error.to_string())

@@ -86,8 +86,13 @@ impl CartSummaries {
 
 impl CartSummary {
     fn recount(&mut self) {
-        self.item_count = self.items.values().map(|l| u64::from(l.qty)).sum();
-        self.total_cents = self.items.values().map(|l| u64::from(l.qty) * l.unit_price_cents).sum();
+        // Saturating: the cart refuses commands that would overflow, but events stored
+        // before that rule must not panic the read model.
+        self.item_count = self.items.values().fold(0u64, |sum, l| sum.saturating_add(u64::from(l.qty)));
+        self.total_cents = self
+            .items
+            .values()
+            .fold(0u64, |sum, l| sum.saturating_add(u64::from(l.qty).saturating_mul(l.unit_price_cents)));
     }
 }
 
@@ -177,7 +182,8 @@ impl BestSellers {
 impl On<ItemAdded> for BestSellers {
     async fn on(&mut self, e: ItemAdded, envelope: &Envelope, _: &mut ()) -> Result<(), BoxError> {
         let lines = self.open_carts.entry(cart_id(envelope)?.to_owned()).or_default();
-        *lines.entry(e.sku).or_default() += u64::from(e.qty);
+        let units = lines.entry(e.sku).or_default();
+        *units = units.saturating_add(u64::from(e.qty));
         self.saw(envelope);
         Ok(())
     }
@@ -202,9 +208,10 @@ impl On<CheckedOut> for BestSellers {
     async fn on(&mut self, _: CheckedOut, envelope: &Envelope, _: &mut ()) -> Result<(), BoxError> {
         let lines = self.open_carts.remove(cart_id(envelope)?).unwrap_or_default();
         for (sku, units) in lines {
-            *self.units_sold.entry(sku).or_default() += units;
+            let sold = self.units_sold.entry(sku).or_default();
+            *sold = sold.saturating_add(units);
         }
-        self.checked_out_carts += 1;
+        self.checked_out_carts = self.checked_out_carts.saturating_add(1);
         self.saw(envelope);
         Ok(())
     }
