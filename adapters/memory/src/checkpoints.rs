@@ -102,10 +102,17 @@ impl CheckpointStore for MemoryStore {
         Ok(self.consumers.lock().await.parked.get(name).cloned().unwrap_or_default())
     }
 
-    async fn unpark(&self, transaction: &mut MemoryTransaction, name: &str, event_id: Uuid) -> Result<bool, StoreError> {
-        let parked = transaction.consumers.parked.get(name).is_some_and(|list| {
-            list.iter().any(|p| p.event.envelope.event_id == event_id)
-        });
+    async fn unpark(
+        &self,
+        transaction: &mut MemoryTransaction,
+        name: &str,
+        event_id: Uuid,
+    ) -> Result<bool, StoreError> {
+        let parked = transaction
+            .consumers
+            .parked
+            .get(name)
+            .is_some_and(|list| list.iter().any(|p| p.event.envelope.event_id == event_id));
         transaction.changes.push(Change::Unpark(name.to_owned(), event_id));
         Ok(parked)
     }
