@@ -3,6 +3,9 @@
 use std::collections::HashSet;
 
 use annals::StoreError;
+// `Executor::execute` rather than `RawSql::execute`: the latter's lifetimes make the
+// future not `Send`, so `tokio::spawn(store.migrate())` would not compile.
+use sqlx::Executor;
 
 use crate::error::store_error;
 use crate::schema::migrations;
@@ -36,9 +39,9 @@ impl PostgresStore {
             .await
             .map_err(fail)?;
         if !schema_exists {
-            sqlx::raw_sql(&statements.create_schema).execute(&mut *tx).await.map_err(fail)?;
+            (&mut *tx).execute(sqlx::raw_sql(&statements.create_schema)).await.map_err(fail)?;
         }
-        sqlx::raw_sql(&statements.bootstrap).execute(&mut *tx).await.map_err(fail)?;
+        (&mut *tx).execute(sqlx::raw_sql(&statements.bootstrap)).await.map_err(fail)?;
         let applied: HashSet<i32> = sqlx::query_scalar(&statements.applied_migrations)
             .fetch_all(&mut *tx)
             .await
@@ -47,7 +50,8 @@ impl PostgresStore {
             .collect();
         for migration in migrations().iter().filter(|m| !applied.contains(&m.version)) {
             let step = |e| store_error(format!("{} (step {} `{}`)", operation(), migration.version, migration.name), e);
-            sqlx::raw_sql(&migration.sql(&statements.schema)).execute(&mut *tx).await.map_err(step)?;
+            let step_sql = migration.sql(&statements.schema);
+            (&mut *tx).execute(sqlx::raw_sql(&step_sql)).await.map_err(step)?;
             sqlx::query(&statements.record_migration)
                 .bind(migration.version)
                 .bind(migration.name)

@@ -140,19 +140,30 @@ fn decode(row: &PgRow, stream_id: String, operation: impl Fn() -> String) -> Res
             });
         }
     };
-    let Json(payload): Json<serde_json::Value> = row.try_get(PAYLOAD).map_err(column_error)?;
+    // From here on, a value that does not decode is stored data annals did not write.
+    let corrupt = |detail: String| StoreError::Corrupt {
+        stream: stream_id.clone(),
+        version: Some(stream_version),
+        position: Some(global_position),
+        detail,
+    };
+    let Json(payload): Json<serde_json::Value> =
+        row.try_get(PAYLOAD).map_err(|e| corrupt(format!("its payload does not read back: {e}")))?;
     let metadata = row.try_get_raw(METADATA).map_err(column_error)?;
     let extra = if !metadata.is_null() && metadata.as_bytes().is_ok_and(|bytes| bytes == EMPTY_JSONB_OBJECT) {
         BTreeMap::new()
     } else {
-        let Json(extra): Json<BTreeMap<String, serde_json::Value>> = row.try_get(METADATA).map_err(column_error)?;
+        let Json(extra): Json<BTreeMap<String, serde_json::Value>> = row
+            .try_get(METADATA)
+            .map_err(|e| corrupt(format!("its metadata is not a JSON object of keys and values: {e}")))?;
         extra
     };
+    let recorded_at = timestamp(row, RECORDED_AT).map_err(|e| corrupt(format!("its recorded_at {e}")))?;
     Ok(Envelope {
-        event_id: row.try_get::<Uuid, _>(EVENT_ID).map_err(column_error)?,
+        event_id: row.try_get::<Uuid, _>(EVENT_ID).map_err(|e| corrupt(format!("its event_id {e}")))?,
         global_position,
         stream_version,
-        recorded_at: row.try_get::<DateTime<Utc>, _>(RECORDED_AT).map_err(column_error)?,
+        recorded_at,
         event_type: row.try_get(EVENT_TYPE).map_err(column_error)?,
         event_version,
         payload,
@@ -163,6 +174,44 @@ fn decode(row: &PgRow, stream_id: String, operation: impl Fn() -> String) -> Res
         },
         stream_id,
     })
+}
+
+/// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01 00:00:00 UTC.
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// A `timestamptz` column as a UTC time, checked: `'infinity'`, `'-infinity'` and times
+/// beyond what chrono represents (which panic inside sqlx's own chrono decoding) are an
+/// error naming the value, never a panic.
+pub(crate) fn timestamp<I: sqlx::ColumnIndex<PgRow>>(row: &PgRow, column: I) -> Result<DateTime<Utc>, String> {
+    use sqlx::postgres::PgValueFormat;
+    let raw = row.try_get_raw(column).map_err(|e| e.to_string())?;
+    if raw.is_null() {
+        return Err("is NULL".to_owned());
+    }
+    match raw.format() {
+        // Binary: microseconds since 2000-01-01 as a big-endian i64; i64::MAX and MIN are
+        // infinity and -infinity.
+        PgValueFormat::Binary => {
+            let bytes = raw.as_bytes().map_err(|e| e.to_string())?;
+            let micros = <[u8; 8]>::try_from(bytes)
+                .map(i64::from_be_bytes)
+                .map_err(|_| format!("has {} bytes, not 8", bytes.len()))?;
+            match micros {
+                i64::MAX => Err("is 'infinity'".to_owned()),
+                i64::MIN => Err("is '-infinity'".to_owned()),
+                _ => micros
+                    .checked_add(POSTGRES_EPOCH_MICROS)
+                    .and_then(DateTime::from_timestamp_micros)
+                    .ok_or_else(|| format!("is {micros} µs from 2000-01-01, beyond the years annals can represent")),
+            }
+        }
+        PgValueFormat::Text => {
+            let text = raw.as_str().map_err(|e| e.to_string())?;
+            DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z")
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| format!("is `{text}`, not a time annals can represent ({e})"))
+        }
+    }
 }
 
 /// A stored `integer` schema version (of an event payload or a snapshot) as `u32`.
@@ -187,7 +236,10 @@ pub(crate) fn written(row: &PgRow, operation: impl Fn() -> String) -> Result<Wri
             .map_err(invalid)?,
         stream_version: kit::from_db(row.try_get("stream_version").map_err(column_error)?, 1, "stream version")
             .map_err(invalid)?,
-        recorded_at: row.try_get("recorded_at").map_err(column_error)?,
+        recorded_at: timestamp(row, "recorded_at").map_err(|e| StoreError::Backend {
+            operation: operation(),
+            source: format!("the new event's recorded_at {e}").into(),
+        })?,
     })
 }
 
@@ -266,7 +318,15 @@ pub(crate) fn snapshot(
         position: None,
         detail: format!("its snapshot's {e}"),
     };
-    let Json(state): Json<serde_json::Value> = row.try_get("state").map_err(column_error)?;
+    let corrupt = |detail: String| StoreError::Corrupt {
+        stream: stream_id.to_owned(),
+        version: None,
+        position: None,
+        detail: format!("its snapshot's {detail}"),
+    };
+    let Json(state): Json<serde_json::Value> =
+        row.try_get("state").map_err(|e| corrupt(format!("state does not read back: {e}")))?;
+    let taken_at = timestamp(row, "taken_at").map_err(|e| corrupt(format!("taken_at {e}")))?;
     Ok(StoredSnapshot {
         stream_id: stream_id.to_owned(),
         stream_version: kit::from_db(row.try_get("stream_version").map_err(column_error)?, 0, "stream version")
@@ -274,7 +334,7 @@ pub(crate) fn snapshot(
         schema_version: schema_version(row.try_get("schema_version").map_err(column_error)?, "schema version")
             .map_err(invalid)?,
         state,
-        taken_at: row.try_get("taken_at").map_err(column_error)?,
+        taken_at,
     })
 }
 

@@ -44,7 +44,8 @@ impl SchemaName {
     pub const DEFAULT: &'static str = "annals";
 
     /// Validates `name`: 1 to 63 characters of lowercase ASCII letters, digits and `_`,
-    /// not starting with a digit or with `pg_` (reserved by PostgreSQL).
+    /// not starting with a digit or with `pg_` (reserved by PostgreSQL), and neither
+    /// `information_schema` nor `public`: annals' tables get a schema of their own.
     ///
     /// ```
     /// # use annals_postgres::SchemaName;
@@ -63,6 +64,11 @@ impl SchemaName {
             "a schema name must start with a letter or `_`"
         } else if name.starts_with("pg_") {
             "names starting with `pg_` are reserved by PostgreSQL"
+        } else if name == "information_schema" {
+            "`information_schema` is PostgreSQL's own catalog schema; give annals a schema of its own"
+        } else if name == "public" {
+            "`public` is shared by every role and extension by default; give annals a schema of its own, \
+             e.g. `annals`"
         } else {
             return Ok(SchemaName(name));
         };
@@ -161,6 +167,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "create_parked_events",
         template: include_str!("../migrations/0004_parked_events.sql"),
     },
+    Migration {
+        version: 5,
+        name: "refuse_invalid_rows",
+        template: include_str!("../migrations/0005_refuse_invalid_rows.sql"),
+    },
 ];
 
 /// Every migration this version of annals-postgres knows, oldest first.
@@ -198,6 +209,8 @@ mod tests {
             "a\"b",
             "ünï",
             "pg_catalog",
+            "information_schema",
+            "public",
             &"a".repeat(64),
         ] {
             let error = SchemaName::new(name).unwrap_err();

@@ -1,0 +1,120 @@
+//! Rows PostgreSQL holds but annals never writes (edited by hand, restored from an old
+//! backup, written by another tool): every read reports them as a typed
+//! `StoreError::Corrupt` naming stream, version and position, never a panic; the schema
+//! refuses new ones; the good events before a bad one are still delivered.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use annals::snapshot::SnapshotPolicy;
+use annals::store::{Checkpoint, EventFeed, Filter};
+use annals::{LoadError, Repository, StoreError};
+use annals_postgres::testing::fresh_store;
+use annals_postgres::{sqlx, PostgresStore, SchemaName};
+use shopping_cart::{AddItem, Cart};
+
+async fn store() -> PostgresStore {
+    fresh_store().await.expect("a PostgreSQL store in a fresh schema")
+}
+
+fn add(sku: &str) -> AddItem {
+    AddItem { sku: sku.into(), qty: 1, unit_price_cents: 100 }
+}
+
+async fn execute(store: &PostgresStore, sql: &str) -> Result<(), sqlx::Error> {
+    let sql = sql.replace("{schema}", &store.schema().quoted());
+    sqlx::raw_sql(&sql).execute(store.pool()).await.map(|_| ())
+}
+
+/// `'infinity'`, `'-infinity'` and a year chrono cannot hold, in `recorded_at` of a row
+/// stored before the schema refused them: load, stream reads and the feed report the
+/// event as corrupt (sqlx's own chrono decoding panics on these); the good event before
+/// it is still in the feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_annals_cannot_represent_are_corrupt_events_not_panics() {
+    for (n, time) in ["'infinity'", "'-infinity'", "'270000-01-01'"].into_iter().enumerate() {
+        let store = store().await;
+        let carts = Repository::<Cart, _>::new(store.clone());
+        carts.execute("t", add("tea")).await.unwrap();
+        carts.execute("t", add("mug")).await.unwrap();
+        // The schema refuses such a time now ...
+        let refused =
+            execute(&store, &format!("UPDATE {{schema}}.events SET recorded_at = {time} WHERE stream_version = 2"))
+                .await;
+        assert!(refused.is_err_and(|e| e.to_string().contains("events_recorded_at_finite")), "{time}");
+        // ... so make it as an old row would be.
+        execute(&store, "ALTER TABLE {schema}.events DROP CONSTRAINT events_recorded_at_finite").await.unwrap();
+        execute(&store, &format!("UPDATE {{schema}}.events SET recorded_at = {time} WHERE stream_version = 2"))
+            .await
+            .unwrap();
+
+        match carts.load("t").await {
+            Err(LoadError::Store(StoreError::Corrupt { stream, version, position, detail })) => {
+                assert_eq!((stream.as_str(), version, position), ("cart-t", Some(2), Some(2)), "{time}");
+                assert!(detail.contains("recorded_at"), "{time}: {detail}");
+            }
+            other => panic!("{time}: expected a corrupt event, got {other:?}"),
+        }
+        let feed = store.read_feed(Checkpoint::START, &Filter::all(), 10).await;
+        assert!(matches!(feed, Err(StoreError::Corrupt { version: Some(2), .. })), "{time} ({n}): {feed:?}");
+    }
+}
+
+/// A payload or metadata that does not read back is a corrupt event naming where it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_and_metadata_that_do_not_read_back_are_corrupt() {
+    let store = store().await;
+    let carts = Repository::<Cart, _>::new(store.clone());
+    carts.execute("m", add("tea")).await.unwrap();
+    execute(&store, "ALTER TABLE {schema}.events DROP CONSTRAINT events_metadata_is_object").await.unwrap();
+    execute(&store, "UPDATE {schema}.events SET metadata = '[]'").await.unwrap();
+    match carts.load("m").await {
+        Err(LoadError::Store(StoreError::Corrupt { stream, version, detail, .. })) => {
+            assert_eq!((stream.as_str(), version), ("cart-m", Some(1)));
+            assert!(detail.contains("metadata"), "{detail}");
+        }
+        other => panic!("expected a corrupt event, got {other:?}"),
+    }
+}
+
+/// A snapshot whose `taken_at` is `'infinity'` is reported by the store as corrupt and
+/// ignored by the repository, which rebuilds the state from the events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_snapshot_is_ignored() {
+    let store = store().await;
+    let carts = Repository::<Cart, _>::new(store.clone()).with_snapshots(SnapshotPolicy::Every(1));
+    carts.execute("s", add("tea")).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await; // the background snapshot
+    execute(&store, "ALTER TABLE {schema}.snapshots DROP CONSTRAINT snapshots_taken_at_finite").await.unwrap();
+    execute(&store, "UPDATE {schema}.snapshots SET taken_at = 'infinity'").await.unwrap();
+    let loaded = carts.load("s").await.unwrap();
+    assert_eq!((loaded.version, loaded.state.items["tea"].qty), (1, 1));
+    assert_eq!(carts.execute("s", add("mug")).await.unwrap().version, 2);
+}
+
+/// PostgreSQL's own schemas, and the shared `public`, are refused as the store's schema.
+#[test]
+fn system_schemas_are_refused() {
+    for name in ["information_schema", "public", "pg_catalog", "pg_toast"] {
+        let error = SchemaName::new(name).unwrap_err();
+        assert!(error.to_string().contains(name), "{error}");
+    }
+}
+
+/// The store's futures are `Send`: they run in `tokio::spawn`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stores_futures_can_be_spawned() {
+    let store = store().await;
+    let migrated = tokio::spawn({
+        let store = store.clone();
+        async move { store.migrate().await }
+    });
+    migrated.await.unwrap().unwrap();
+    let appended = tokio::spawn(async move {
+        Repository::<Cart, _>::new(store).execute("spawned", add("tea")).await.map(|done| done.version)
+    });
+    assert_eq!(appended.await.unwrap().unwrap(), 1);
+}
