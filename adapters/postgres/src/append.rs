@@ -106,7 +106,7 @@ async fn try_append(
 ) -> Result<Attempt, StoreError> {
     let operation = || format!("appending to stream `{stream_id}`");
     let sql = store.sql();
-    let query = match batch {
+    let query = || match batch {
         // A new stream: its first version is 1, and the unique (stream_id,
         // stream_version) index is the whole expected-version check.
         Batch::One { event, version } if expected == Some(0) => {
@@ -126,7 +126,9 @@ async fn try_append(
             .bind(&columns.correlation_ids)
             .bind(&columns.causation_ids),
     };
-    let rows = match query.fetch_all(store.pool()).await {
+    // A dead pooled connection costs no attempt; a lost reply is safe to repeat: the
+    // same event ids are sent again, and an already stored append is recognized.
+    let rows = match store.on_live_connection(|| query().fetch_all(store.pool())).await {
         Ok(rows) => rows,
         Err(error) => {
             return match violated_unique_constraint(&error) {
@@ -154,9 +156,8 @@ async fn reject(
 ) -> Result<Vec<Envelope>, StoreError> {
     let operation = || format!("appending to stream `{stream_id}` (looking up event ids)");
     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    let rows = sqlx::query(&store.sql().events_by_id)
-        .bind(&ids)
-        .fetch_all(store.pool())
+    let rows = store
+        .on_live_connection(|| sqlx::query(&store.sql().events_by_id).bind(&ids).fetch_all(store.pool()))
         .await
         .map_err(|e| store_error(operation(), e))?;
     let mut found = HashMap::with_capacity(rows.len());

@@ -62,16 +62,18 @@ impl CheckpointStore for PostgresStore {
 
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
         let operation = || format!("loading the checkpoint of consumer `{name}`");
-        let row = sqlx::query(&self.sql().load_checkpoint)
-            .bind(name)
-            .fetch_optional(self.pool())
+        let row = self
+            .on_live_connection(|| sqlx::query(&self.sql().load_checkpoint).bind(name).fetch_optional(self.pool()))
             .await
             .map_err(|e| store_error(operation(), e))?;
         row.map(|row| rows::stored_checkpoint(&row, operation)).transpose()
     }
 
     async fn begin(&self) -> Result<Self::Transaction, StoreError> {
-        self.pool().begin().await.map_err(|e| store_error("beginning a transaction".to_owned(), e))
+        // `BEGIN` on a dead pooled connection fails before anything happened: take another.
+        self.on_live_connection(|| self.pool().begin())
+            .await
+            .map_err(|e| store_error("beginning a transaction".to_owned(), e))
     }
 
     async fn move_checkpoint(
@@ -140,9 +142,8 @@ impl CheckpointStore for PostgresStore {
 
     async fn parked(&self, name: &str) -> Result<Vec<Parked>, StoreError> {
         let operation = || format!("reading the parked events of consumer `{name}`");
-        let rows = sqlx::query(&self.sql().parked)
-            .bind(name)
-            .fetch_all(self.pool())
+        let rows = self
+            .on_live_connection(|| sqlx::query(&self.sql().parked).bind(name).fetch_all(self.pool()))
             .await
             .map_err(|e| store_error(operation(), e))?;
         rows.iter().map(|row| rows::parked(row, operation)).collect()

@@ -55,7 +55,10 @@ impl PostgresStore {
         id: Uuid,
         operation: impl Fn() -> String + Copy,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let rows = sqlx::query(sql).bind(id).fetch_all(self.pool()).await.map_err(|e| store_error(operation(), e))?;
+        let rows = self
+            .on_live_connection(|| sqlx::query(sql).bind(id).fetch_all(self.pool()))
+            .await
+            .map_err(|e| store_error(operation(), e))?;
         rows.iter().map(|row| rows::envelope(row, operation)).collect()
     }
 }

@@ -42,6 +42,21 @@ pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `error` says the connection it ran on was already dead or died under it (the
+/// server ended the session, restarted, or the network dropped it), rather than that the
+/// server cannot be reached: running the operation again on another pooled connection
+/// may succeed at once. A refused connection is not one (the pool already waits for the
+/// server to accept connections again, up to its acquire timeout).
+pub(crate) fn is_dead_connection(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(e) => !matches!(e.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut),
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02"))
+        }
+        _ => false,
+    }
+}
+
 /// SQLSTATEs of a lost or refused connection: class 08 (connection exception),
 /// 57P01-57P03 (admin/crash shutdown, cannot connect now), 53300 (too many connections).
 fn is_transient_sqlstate(code: &str) -> bool {
@@ -72,6 +87,17 @@ mod tests {
         for code in ["23505", "42P01", "22P05"] {
             assert!(!is_transient_sqlstate(code), "{code}");
         }
+    }
+
+    #[test]
+    fn dead_connections_are_told_from_a_server_that_refuses() {
+        let reset = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let eof = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        let refused = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(is_dead_connection(&reset) && is_dead_connection(&eof));
+        assert!(!is_dead_connection(&refused), "the pool already waits for a refusing server");
+        assert!(!is_dead_connection(&sqlx::Error::PoolTimedOut));
+        assert!(!is_dead_connection(&sqlx::Error::RowNotFound));
     }
 
     #[test]

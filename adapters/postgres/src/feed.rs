@@ -11,44 +11,91 @@
 //!
 //! # The horizon
 //! Every event row records the id of the transaction that wrote it
-//! (`transaction_id xid8 DEFAULT pg_current_xact_id()`). A reader takes the horizon
+//! (`transaction_id xid8 DEFAULT pg_current_xact_id()`, the top-level transaction's id,
+//! also for rows written in a subtransaction). A reader takes its statement's snapshot
+//! `S = pg_current_snapshot()`: `xmax(S)`, the first transaction id not yet assigned, and
+//! `xip(S)`, the ids of the transactions running when it was taken (only transactions
+//! that have an id: read-only ones have none). From them it computes the horizon
 //!
 //! ```text
-//! h = pg_snapshot_xmin(pg_current_snapshot())
+//! h = least(xmax(S), min { x in xip(S) : x is not confirmed running in another database })
 //! ```
 //!
-//! the oldest transaction id still running when its statement's snapshot was taken:
-//! every transaction with an id below `h` has committed or rolled back, and every
-//! transaction still running or yet to start has an id of at least `h`. The reader returns
-//! only rows with `transaction_id < h`, ordered by `(transaction_id, global_position)`,
-//! and resumes strictly after a [`Checkpoint`] whose parts are the transaction id and the
-//! global position of the last event it returned
+//! where *confirmed running in another database* means: after `S` was taken, the same
+//! statement found `x` as the `backend_xid` of a session in `pg_stat_activity` whose
+//! `datname` is not `current_database()`, or as a prepared transaction in
+//! `pg_prepared_xacts` whose `database` is not `current_database()` (`sql::HORIZON`). The
+//! reader returns only rows with `transaction_id < h`, ordered by
+//! `(transaction_id, global_position)`, and resumes strictly after a [`Checkpoint`] whose
+//! parts are the transaction id and the global position of the last event it returned
 //! (`Checkpoint::from_parts(transaction id, global position)`; consumers keep both parts
 //! in `<schema>.projection_checkpoints`, columns `commit` and `position`).
 //!
-//! - Rows below the horizon are final: their transactions are over, and the same
-//!   statement snapshot that computed `h` sees all of their committed rows.
-//! - Every row written later has a transaction id of at least `h`, so it sorts after
-//!   every row read so far: nothing can ever appear behind a checkpoint. Subscribers
-//!   never skip an event and, resuming strictly after their checkpoint, never repeat one.
+//! ## Why no event is ever skipped
+//! Take any transaction `T` with id `x < h` that writes events of this table. Either:
+//!
+//! 1. `x` is not in `xip(S)`. Since `x < xmax(S)`, `T` had ended when `S` was taken: its
+//!    rows, if it committed, are all visible to `S`, so the read sees every one of them.
+//! 2. `x` is in `xip(S)` and was skipped: then it was confirmed running in another
+//!    database *after* `S` was taken. Transaction ids are never reused, so that session
+//!    (or prepared transaction) is `T` itself, and it was running then, so it was running
+//!    in that database all along: a transaction belongs to the database its session is
+//!    connected to for its whole life, and can read and write only that database's
+//!    tables. `T` cannot write this database's events table: it has no rows here, now or
+//!    ever. (It is not skipped if it had ended by the time of the check, nor if its
+//!    session's database is unknown: see below.)
+//!
+//! So every row with `transaction_id < h` that will ever exist is already committed and
+//! visible to `S`, and every transaction that may still write rows here has an id of at
+//! least `h`: rows written later sort after every row read so far, and nothing can appear
+//! behind a checkpoint. Subscribers never skip an event and, resuming strictly after their
+//! checkpoint, never repeat one. The narrowing never skips too much in the remaining
+//! cases either:
+//!
+//! - An id of `xip(S)` not found by the check (the transaction ended between `S` and the
+//!   check, so its committed rows are *invisible* to `S`; or its session's database is
+//!   unknown, `datname` NULL; or `pg_stat_activity` hides it) holds the horizon, exactly
+//!   as before the narrowing: the next read sees its rows.
+//! - Subtransaction ids never appear in an event row (the column holds the top-level
+//!   id), and a subtransaction's top-level transaction has an id, so it is in `xip(S)`
+//!   and is judged by its own database.
+//! - The check happens after `S` was taken (it is part of the same statement, evaluated
+//!   during its execution), so "running at the check" and "in `xip(S)`" together mean
+//!   "running from before `S` until the check".
+//!
+//! The horizon is at least `xmin(S)` (the cluster-wide one), so it moves at least as
+//! fast as it used to. The remaining facts carry over:
+//!
 //! - A rolled-back transaction simply leaves the running set: nobody waits for it, and
 //!   its rows are never visible.
 //! - Commit order between transactions is approximated by transaction id order, which is
 //!   what makes the order *stable*: a checkpoint names one place in it forever.
 //!
 //! # Caveats
-//! - **A long-running writing transaction anywhere in the cluster delays subscribers**:
-//!   the horizon cannot pass it, so events committed after it started are held back until
-//!   it ends (necessarily: it may still append events that sort before them). This
-//!   includes transactions in other databases of the same server and idle sessions left
-//!   "idle in transaction" after a write; `idle_in_transaction_session_timeout` bounds the
-//!   latter.
+//! - **A long-running writing transaction in this database delays subscribers**: the
+//!   horizon cannot pass it, so events committed after it started are held back until it
+//!   ends (necessarily: it may still append events that sort before them). This includes
+//!   sessions left "idle in transaction" after a write, to any table of the database;
+//!   `idle_in_transaction_session_timeout` bounds those.
+//!   [`PostgresStore::feed_blockers`] lists the transactions holding the feed back (pid,
+//!   transaction id, age, state, the start of the query, application name), and the store
+//!   logs a `tracing` warning naming them once the feed has been held back by the same
+//!   transaction for longer than
+//!   [`warn_when_feed_held_back_for`](PostgresStore::warn_when_feed_held_back_for)
+//!   (default 30 s). End one with `SELECT pg_terminate_backend(pid)`, or a prepared one
+//!   with `ROLLBACK PREPARED`.
+//! - Transactions in **other databases** of the same server do not hold the feed back
+//!   (see above): they cannot write this database's tables.
 //! - Read-only transactions do not hold the horizon back: they have no transaction id.
 //! - The reader must not itself hold a transaction id while reading the feed (do not call
 //!   [`read_feed`](EventFeed::read_feed) inside a transaction that has written): the
 //!   horizon would then stop at its own transaction. `read_feed` runs on a pool
 //!   connection outside any transaction.
-//! - Prepared (two-phase) transactions count as running until committed or rolled back.
+//! - Prepared (two-phase) transactions of this database count as running until
+//!   committed or rolled back.
+//! - A role that may not see other sessions' `backend_xid` in `pg_stat_activity` (it is
+//!   shown to every role on PostgreSQL 15) gets the cluster-wide horizon back: unknown
+//!   transactions hold it, never the reverse.
 //!
 //! # One round trip per read
 //! [`read_feed`](EventFeed::read_feed) is one statement: it computes the horizon, the page
@@ -63,10 +110,14 @@
 //!
 //! # Wake-ups
 //! Migration 2 adds a statement-level `AFTER INSERT` trigger on the events table that
-//! calls `pg_notify('annals:<schema>', '')`; [`wakeups`](EventFeed::wakeups) listens on
-//! that channel on a dedicated connection (`sqlx::postgres::PgListener`), reconnecting
-//! after a connection loss. Subscriptions also poll, so a lost notification only delays
-//! them.
+//! calls `pg_notify('annals:<schema>', '')`. [`wakeups`](EventFeed::wakeups) does not
+//! open a connection per subscriber: the store's first subscriber starts **one** listener
+//! connection outside the pool (on the pool's connect options), whose notifications a
+//! task fans out to every subscriber of the store in the process; it reconnects after a
+//! connection loss (waking every subscriber, since notifications may have been lost
+//! meanwhile), and closes when the last subscriber is gone. A hundred subscriptions take
+//! one connection for listening, and borrow pool connections only while they read.
+//! Subscriptions also poll, so a lost notification only delays them.
 //!
 //! NOTIFY has a cost under many concurrent writers: PostgreSQL serializes the commits of
 //! notifying transactions. A writer that needs all its append throughput sets
@@ -85,12 +136,12 @@
 //! # Ok(()) }
 //! ```
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use annals::store::{kit, BoxStream, Checkpoint, EventFeed, FeedBatch, FeedEvent, Filter, StreamFilter};
 use annals::StoreError;
-use futures::StreamExt;
-use sqlx::postgres::PgListener;
+use sqlx::Row;
 
 use crate::error::store_error;
 use crate::{rows, sql, PostgresStore};
@@ -98,8 +149,148 @@ use crate::{rows, sql, PostgresStore};
 /// The longest pause between two looks at the horizon in `settle`.
 const SETTLE_MAX_PAUSE: Duration = Duration::from_millis(50);
 
-/// How long the wake-up stream waits before listening again after its connection failed.
-const RELISTEN_DELAY: Duration = Duration::from_secs(1);
+/// A transaction of this database that holds the feed back: it was running when the feed
+/// was last read, so no event committed after it started can be delivered until it ends
+/// (it may still append events that sort before them). See [the module docs](self#caveats)
+/// and [`PostgresStore::feed_blockers`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct FeedBlocker {
+    /// The backend running it (`pg_terminate_backend(pid)` ends it); `None` for a
+    /// prepared (two-phase) transaction, or one that ended while it was being looked up.
+    pub pid: Option<i32>,
+    /// Its transaction id (`xid8`).
+    pub xid: i64,
+    /// How long ago it began (for a prepared transaction: was prepared).
+    pub age: Option<Duration>,
+    /// `pg_stat_activity.state`, e.g. `idle in transaction`; `prepared` for a prepared
+    /// transaction.
+    pub state: Option<String>,
+    /// The first 200 characters of its current or last statement.
+    pub query: Option<String>,
+    /// The `application_name` of its session.
+    pub application_name: Option<String>,
+}
+
+impl std::fmt::Display for FeedBlocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pid = self.pid.map_or_else(|| "-".to_owned(), |pid| pid.to_string());
+        let age = self.age.map_or_else(|| "?".to_owned(), |age| format!("{:.1} s", age.as_secs_f64()));
+        write!(
+            f,
+            "pid {pid}, xid {}, running for {age}, state `{}`, application `{}`, query `{}`",
+            self.xid,
+            self.state.as_deref().unwrap_or("?"),
+            self.application_name.as_deref().unwrap_or(""),
+            self.query.as_deref().unwrap_or(""),
+        )
+    }
+}
+
+/// Since when the feed's horizon has been held at the same running transaction, to warn
+/// once it lasts (`PostgresStore::warn_when_feed_held_back_for`).
+#[derive(Default)]
+pub(crate) struct HeldBack(Mutex<Option<Held>>);
+
+struct Held {
+    /// The transaction id the horizon stops at.
+    xid: i64,
+    since: Instant,
+    warned: bool,
+}
+
+impl HeldBack {
+    /// Records a read's horizon; returns whether it has now been held at the same
+    /// running transaction for longer than `after` (once per transaction).
+    fn observe(&self, horizon: i64, xmax: i64, after: Duration) -> bool {
+        let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if horizon >= xmax {
+            // Nothing running holds it back.
+            *held = None;
+            return false;
+        }
+        match held.as_mut() {
+            Some(held) if held.xid == horizon => {
+                if !held.warned && held.since.elapsed() >= after {
+                    held.warned = true;
+                    return true;
+                }
+                false
+            }
+            _ => {
+                *held = Some(Held { xid: horizon, since: Instant::now(), warned: false });
+                false
+            }
+        }
+    }
+}
+
+impl PostgresStore {
+    /// The transactions of this database that hold the event feed back right now: every
+    /// running transaction that has a transaction id (it has written something) and may
+    /// therefore still append events, oldest first. Transactions of other databases of
+    /// the server never hold the feed back and are not listed. An entry that stays here
+    /// long (an `idle in transaction` session, a forgotten prepared transaction) delays
+    /// every subscriber until it ends; see [`feed`](crate::feed#caveats).
+    ///
+    /// ```no_run
+    /// # async fn run(store: annals_postgres::PostgresStore) -> Result<(), annals::StoreError> {
+    /// for blocker in store.feed_blockers().await? {
+    ///     println!("subscribers wait for {blocker}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn feed_blockers(&self) -> Result<Vec<FeedBlocker>, StoreError> {
+        let operation = || "listing the transactions that hold the event feed back".to_owned();
+        let rows = self
+            .on_live_connection(|| sqlx::query(sql::FEED_BLOCKERS).fetch_all(self.pool()))
+            .await
+            .map_err(|e| store_error(operation(), e))?;
+        rows.iter()
+            .map(|row| {
+                let age: Option<f64> = row.try_get("age_seconds")?;
+                Ok(FeedBlocker {
+                    pid: row.try_get("pid")?,
+                    xid: row.try_get("xid")?,
+                    age: age.and_then(|age| Duration::try_from_secs_f64(age.max(0.0)).ok()),
+                    state: row.try_get("state")?,
+                    query: row.try_get("query")?,
+                    application_name: row.try_get("application_name")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| store_error(operation(), e))
+    }
+
+    /// Warns, naming the blockers, that the feed has been held back too long.
+    async fn warn_held_back(&self) {
+        let after = self.warn_held_back_after();
+        match self.feed_blockers().await {
+            Ok(blockers) => {
+                let names: Vec<String> = blockers.iter().map(ToString::to_string).collect();
+                tracing::warn!(
+                    schema = self.schema().as_str(),
+                    blockers = %names.join("; "),
+                    "the event feed has been held back for more than {after:?} by running transactions of this \
+                     database: subscribers cannot pass them until they end (commit, roll back, or \
+                     `pg_terminate_backend(pid)`)"
+                );
+            }
+            Err(error) => tracing::warn!(
+                schema = self.schema().as_str(),
+                %error,
+                "the event feed has been held back for more than {after:?} by a running transaction"
+            ),
+        }
+    }
+}
+
+/// The feed read's SQL for `store` (bind parameters as `read_feed` binds them), for
+/// benchmarks that show its plan. Not part of the API.
+#[doc(hidden)]
+pub fn page_sql_for_benchmarks(store: &PostgresStore) -> &str {
+    &store.sql().feed
+}
 
 /// Reads in commit order below the horizon; see the [module docs](self).
 impl EventFeed for PostgresStore {
@@ -112,16 +303,28 @@ impl EventFeed for PostgresStore {
             StreamFilter::Category(category) => (None, Some(category.as_str())),
         };
         let (commit, position) = after.parts();
-        let rows = sqlx::query(&self.sql().feed)
-            .bind(kit::bound_to_db(commit))
-            .bind(kit::bound_to_db(position))
-            .bind(filter.event_types.as_deref())
-            .bind(stream)
-            .bind(category)
-            .bind(kit::bound_to_db(u64::try_from(limit).unwrap_or(u64::MAX)))
-            .fetch_all(self.pool())
+        // Never closed: the store owns it.
+        let _turn = self.feed_reads().acquire().await.ok();
+        let rows = self
+            .on_live_connection(|| {
+                sqlx::query(&self.sql().feed)
+                    .bind(kit::bound_to_db(commit))
+                    .bind(kit::bound_to_db(position))
+                    .bind(filter.event_types.as_deref())
+                    .bind(stream)
+                    .bind(category)
+                    .bind(kit::bound_to_db(u64::try_from(limit).unwrap_or(u64::MAX)))
+                    .fetch_all(self.pool())
+            })
             .await
             .map_err(|e| store_error(operation(), e))?;
+        if let Some(row) = rows.first() {
+            let horizon: i64 = row.try_get("horizon_xmin").map_err(|e| store_error(operation(), e))?;
+            let xmax: i64 = row.try_get("horizon_xmax").map_err(|e| store_error(operation(), e))?;
+            if self.held_back().observe(horizon, xmax, self.warn_held_back_after()) {
+                self.warn_held_back().await;
+            }
+        }
         let mut events = Vec::with_capacity(rows.len());
         let mut tail = None;
         for row in &rows {
@@ -147,14 +350,15 @@ impl EventFeed for PostgresStore {
     /// (`pg_snapshot_xmax` of a snapshot taken now), polling with a growing pause.
     async fn settle(&self) -> Result<(), StoreError> {
         let operation = || "waiting for the transactions running now to end".to_owned();
-        let target: i64 = sqlx::query_scalar(sql::SNAPSHOT_XMAX)
-            .fetch_one(self.pool())
+        let target: i64 = self
+            .on_live_connection(|| sqlx::query_scalar(sql::SNAPSHOT_XMAX).fetch_one(self.pool()))
             .await
             .map_err(|e| store_error(operation(), e))?;
+        let horizon_sql = sql::horizon();
         let mut pause = Duration::from_millis(1);
         loop {
-            let horizon: i64 = sqlx::query_scalar(sql::SNAPSHOT_XMIN)
-                .fetch_one(self.pool())
+            let horizon: i64 = self
+                .on_live_connection(|| sqlx::query_scalar(&horizon_sql).fetch_one(self.pool()))
                 .await
                 .map_err(|e| store_error(operation(), e))?;
             if horizon >= target {
@@ -165,23 +369,9 @@ impl EventFeed for PostgresStore {
         }
     }
 
+    /// A wake-up stream on the store's one shared listener connection (see
+    /// [Wake-ups](self#wake-ups)).
     async fn wakeups(&self) -> Result<BoxStream<'static, ()>, StoreError> {
-        let channel = &self.sql().channel;
-        let operation = || format!("listening for appended events on channel `{channel}`");
-        let mut listener = PgListener::connect_with(self.pool()).await.map_err(|e| store_error(operation(), e))?;
-        listener.listen(channel).await.map_err(|e| store_error(operation(), e))?;
-        Ok(futures::stream::unfold(listener, |mut listener| async move {
-            match listener.recv().await {
-                Ok(_) => {
-                    // Fold notifications that arrived meanwhile into this wake-up.
-                    while listener.next_buffered().is_some() {}
-                }
-                // The connection broke; the next `recv` reconnects and listens again.
-                // Events appended meanwhile are found by the wake-up below or by polling.
-                Err(_) => tokio::time::sleep(RELISTEN_DELAY).await,
-            }
-            Some(((), listener))
-        })
-        .boxed())
+        self.listener().subscribe(self).await
     }
 }

@@ -38,6 +38,42 @@
 //!
 //! Teams that run their own migrations take the SQL from [`migrations()`] instead of
 //! calling `migrate`.
+//!
+//! # Riding through the database's ordinary life
+//! - **Restarts and failovers**: an operation that finds its pooled connection dead runs
+//!   again at once on another one (up to once per pooled connection), so a restart costs
+//!   neither an error nor a retry attempt; while the server is unreachable, the pool
+//!   waits for it up to its acquire timeout, commands retry within their
+//!   [`RetryPolicy`](annals::RetryPolicy) budget, and subscriptions and
+//!   [`PgProjectionRunner`]s wait with capped back-off for as long as it lasts, showing
+//!   `Retrying` in their status.
+//! - **Many subscribers** share one listener connection per store (see [`feed`]).
+//! - **A stray transaction**: only transactions of this database hold the feed back;
+//!   [`PostgresStore::feed_blockers`] names them (see [`feed`]).
+//!
+//! # Cancellation
+//! Dropping a future of this crate (a caller's timeout, a `select!`) never corrupts
+//! anything, but it does not undo what the server may already have received:
+//!
+//! - **Not cancellation-safe: appends** ([`EventStore::append`](annals::EventStore::append),
+//!   and so [`Repository::execute`](annals::Repository::execute)). Once the statement is
+//!   sent, dropping the future leaves its outcome unknown: it may commit after the caller
+//!   gave up. Running the same *command* again decides it again, with new event ids, and
+//!   stores it twice. To retry safely, give the command an idempotency key
+//!   (`repository.execute_with(id, command, Metadata::default().idempotency_key(key))`):
+//!   its event ids are derived from the key, so running it again returns the first
+//!   outcome instead of storing a second copy. Appending the same `NewEvent`s again (same
+//!   ids) is equally safe: an append whose events are already stored returns them.
+//! - **Cancellation-safe: reads** (streams, loads, the feed, checkpoints,
+//!   [`feed_blockers`](PostgresStore::feed_blockers)): they change nothing; a connection
+//!   dropped mid-read is discarded by the pool, not reused.
+//! - **Transactions** (a consumer's batch under [`ExactlyOnce`](annals::subscription::ExactlyOnce),
+//!   [`migrate`](PostgresStore::migrate), a [`LockedReset`]) roll back when dropped before
+//!   their commit was sent; a commit dropped while in flight may or may not have
+//!   happened, and the checkpoint stored with the batch tells which.
+//! - **Followers** ([`Subscription::run`](annals::subscription::Subscription::run),
+//!   [`PgProjectionRunner::run`]) stop when dropped and resume after their stored
+//!   checkpoint; a runner's lock connection closes with it, releasing the lock.
 #![warn(missing_docs)]
 
 mod append;
@@ -45,6 +81,7 @@ mod checkpoints;
 mod correlation;
 mod error;
 pub mod feed;
+mod listener;
 mod migrate;
 mod read;
 mod rows;
@@ -56,6 +93,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use crate::feed::FeedBlocker;
 pub use crate::runner::{LockedReset, PgProjectionRunner, ResetError, RunError};
 pub use crate::schema::{migrations, InvalidSchemaName, Migration, SchemaName};
 pub use crate::store::PostgresStore;

@@ -5,7 +5,7 @@ use annals::store::{kit, BoxStream};
 use annals::{Envelope, StoreError, VersionRange};
 use futures::StreamExt;
 
-use crate::error::store_error;
+use crate::error::{is_dead_connection, store_error};
 use crate::{rows, PostgresStore};
 
 /// One streamed query: constant memory, however long the stream.
@@ -20,24 +20,36 @@ pub(crate) fn read_stream<'a>(
         return futures::stream::empty().boxed();
     }
     let operation = move || format!("reading stream `{stream_id}`");
-    sqlx::query(&store.sql().read_stream)
-        .bind(stream_id)
-        .bind(from)
-        .bind(to)
-        .fetch(store.pool())
-        .map(move |row| match row {
-            Ok(row) => rows::stream_envelope(&row, stream_id, operation),
-            Err(e) => Err(store_error(operation(), e)),
-        })
-        .boxed()
+    let open = move || sqlx::query(&store.sql().read_stream).bind(stream_id).bind(from).bind(to).fetch(store.pool());
+    // A dead pooled connection fails the first row: open the query again on another
+    // connection (nothing was returned yet), as `PostgresStore::on_live_connection` does.
+    let attempts = store.pool().options().get_max_connections().saturating_add(1);
+    futures::stream::once(async move {
+        let mut rows = open();
+        let mut left = attempts;
+        loop {
+            match rows.next().await {
+                Some(Err(e)) if left > 0 && is_dead_connection(&e) => {
+                    left -= 1;
+                    rows = open();
+                }
+                first => return futures::stream::iter(first).chain(rows),
+            }
+        }
+    })
+    .flatten()
+    .map(move |row| match row {
+        Ok(row) => rows::stream_envelope(&row, stream_id, operation),
+        Err(e) => Err(store_error(operation(), e)),
+    })
+    .boxed()
 }
 
 /// One index lookup of the stream's highest version.
 pub(crate) async fn stream_version(store: &PostgresStore, stream_id: &str) -> Result<u64, StoreError> {
     let operation = || format!("reading the version of stream `{stream_id}`");
-    let version: i64 = sqlx::query_scalar(&store.sql().stream_version)
-        .bind(stream_id)
-        .fetch_one(store.pool())
+    let version: i64 = store
+        .on_live_connection(|| sqlx::query_scalar(&store.sql().stream_version).bind(stream_id).fetch_one(store.pool()))
         .await
         .map_err(|e| store_error(operation(), e))?;
     kit::from_db(version, 0, "stream version").map_err(|e| StoreError::Corrupt {

@@ -178,7 +178,7 @@ const MIGRATIONS: &[Migration] = &[
 ///
 /// ```
 /// let versions: Vec<i32> = annals_postgres::migrations().iter().map(|m| m.version).collect();
-/// assert_eq!(versions, [1, 2, 3, 4]);
+/// assert_eq!(versions, [1, 2, 3, 4, 5]);
 /// ```
 pub fn migrations() -> &'static [Migration] {
     MIGRATIONS

@@ -8,7 +8,7 @@ use annals::store::BoxStream;
 use annals::{Envelope, EventStore, ExpectedVersion, NewEvent, StoreError, VersionRange};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::error::store_error;
+use crate::error::{is_dead_connection, store_error};
 use crate::schema::SchemaName;
 use crate::sql::Statements;
 
@@ -35,6 +35,33 @@ pub struct PostgresStore {
 struct Inner {
     pool: PgPool,
     sql: Statements,
+    /// The one LISTEN connection every subscriber of this store shares (`listener.rs`).
+    listener: crate::listener::SharedListener,
+    /// Whether and since when the feed's horizon is held back (`feed.rs`).
+    held_back: crate::feed::HeldBack,
+    /// How long the feed may be held back before a warning names the blockers.
+    warn_held_back_after: Duration,
+    /// Feed reads take turns on at most half the pool, so that a crowd of subscribers
+    /// woken by the same append never takes every connection from the writers.
+    feed_reads: tokio::sync::Semaphore,
+}
+
+/// How long the feed may be held back by one transaction before the store warns, by default.
+const WARN_HELD_BACK_AFTER: Duration = Duration::from_secs(30);
+
+impl Inner {
+    fn new(pool: PgPool, schema: SchemaName, warn_held_back_after: Duration) -> Self {
+        Inner {
+            sql: Statements::new(schema),
+            listener: crate::listener::SharedListener::default(),
+            held_back: crate::feed::HeldBack::default(),
+            warn_held_back_after,
+            feed_reads: tokio::sync::Semaphore::new(
+                usize::try_from(pool.options().get_max_connections() / 2).unwrap_or(1).max(1),
+            ),
+            pool,
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -92,7 +119,10 @@ impl PostgresStore {
 
     /// The pool settings [`connect`](Self::connect) uses: 10 connections, a 10 s acquire
     /// timeout, and no health-check query before each use (it would cost a round trip per
-    /// operation; a broken connection surfaces as [`StoreError::Unavailable`]).
+    /// operation). Instead, an operation that finds its pooled connection dead (the
+    /// server restarted, or ended the session) is run again at once on another
+    /// connection, up to once per pooled connection plus one: a restart costs callers
+    /// neither an error nor a retry attempt.
     ///
     /// ```
     /// let options = annals_postgres::PostgresStore::pool_options().max_connections(20);
@@ -113,7 +143,7 @@ impl PostgresStore {
     /// # Ok(()) }
     /// ```
     pub fn new(pool: PgPool) -> Self {
-        PostgresStore { inner: Arc::new(Inner { pool, sql: Statements::new(SchemaName::default()) }) }
+        PostgresStore { inner: Arc::new(Inner::new(pool, SchemaName::default(), WARN_HELD_BACK_AFTER)) }
     }
 
     /// The same store with its tables in `schema` (sharing the pool).
@@ -126,7 +156,42 @@ impl PostgresStore {
     /// # Ok(()) }
     /// ```
     pub fn with_schema(self, schema: SchemaName) -> Self {
-        PostgresStore { inner: Arc::new(Inner { pool: self.inner.pool.clone(), sql: Statements::new(schema) }) }
+        let inner = Inner::new(self.inner.pool.clone(), schema, self.inner.warn_held_back_after);
+        PostgresStore { inner: Arc::new(inner) }
+    }
+
+    /// The same store (same pool and schema), warning (`tracing::warn!`, naming the
+    /// [`feed_blockers`](Self::feed_blockers)) once the event feed has been held back by
+    /// the same running transaction for longer than `after` (default 30 s). See
+    /// [`feed`](crate::feed#caveats).
+    ///
+    /// ```no_run
+    /// # fn run(store: annals_postgres::PostgresStore) {
+    /// let store = store.warn_when_feed_held_back_for(std::time::Duration::from_secs(5));
+    /// # }
+    /// ```
+    pub fn warn_when_feed_held_back_for(self, after: Duration) -> Self {
+        let inner = Inner::new(self.inner.pool.clone(), self.inner.sql.schema.clone(), after);
+        PostgresStore { inner: Arc::new(inner) }
+    }
+
+    /// How long the feed may be held back before a warning; see
+    /// [`warn_when_feed_held_back_for`](Self::warn_when_feed_held_back_for).
+    pub(crate) fn warn_held_back_after(&self) -> Duration {
+        self.inner.warn_held_back_after
+    }
+
+    pub(crate) fn held_back(&self) -> &crate::feed::HeldBack {
+        &self.inner.held_back
+    }
+
+    /// Turns for feed reads: at most half the pool's connections read the feed at once.
+    pub(crate) fn feed_reads(&self) -> &tokio::sync::Semaphore {
+        &self.inner.feed_reads
+    }
+
+    pub(crate) fn listener(&self) -> &crate::listener::SharedListener {
+        &self.inner.listener
     }
 
     /// The schema the tables live in.
@@ -154,6 +219,26 @@ impl PostgresStore {
     /// The statements of this store's schema.
     pub(crate) fn sql(&self) -> &Statements {
         &self.inner.sql
+    }
+
+    /// Runs `operation` (one statement on a pooled connection) and runs it again at once
+    /// when it failed because its connection was dead (see [`is_dead_connection`]):
+    /// after a restart every idle pooled connection is dead, and each is found and
+    /// dropped by one failed attempt, so up to `max_connections + 1` attempts. Only for
+    /// operations that are safe to repeat: reads, and appends (which re-send the same
+    /// event ids, so a lost reply is recognized as already stored).
+    pub(crate) async fn on_live_connection<T, F, Fut>(&self, mut operation: F) -> Result<T, sqlx::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut left = self.pool().options().get_max_connections().saturating_add(1);
+        loop {
+            match operation().await {
+                Err(error) if left > 0 && is_dead_connection(&error) => left -= 1,
+                done => return done,
+            }
+        }
     }
 }
 

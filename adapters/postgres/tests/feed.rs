@@ -107,6 +107,8 @@ async fn pages_and_skipped_events_advance_the_checkpoint_once() {
     for n in 0..5 {
         store.append("s", ExpectedVersion::Any, vec![event(n)]).await.unwrap();
     }
+    // Tests running alongside write in this database too: wait for their transactions.
+    store.settle().await.unwrap();
     let page = store.read_feed(Checkpoint::START, &Filter::all(), 3).await.unwrap();
     assert_eq!(ns(&page), [0, 1, 2]);
     assert_eq!(page.next, page.events[2].checkpoint);
@@ -187,4 +189,70 @@ async fn writers_can_opt_out_of_notifications_and_subscribers_still_poll() {
     assert_eq!(batch.events.len(), 1, "the event is there for a polling reader");
     store.append("loud", ExpectedVersion::Exact(0), vec![event(2)]).await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), wakeups.next()).await.expect("other writers still notify").unwrap();
+}
+
+/// A transaction that has written in *another* database of the server (idle in
+/// transaction, holding its transaction id) cannot write this database's events: the
+/// feed does not wait for it, and the status API does not list it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_transaction_in_another_database_does_not_hold_the_feed_back() {
+    let _gate = GATE.write().await;
+    let store = store().await;
+    let other = format!("annals_other_{}", uuid::Uuid::now_v7().simple());
+    sqlx::raw_sql(&format!("CREATE DATABASE {other}")).execute(store.pool()).await.unwrap();
+    let url = annals_postgres::testing::database_url().unwrap();
+    let options = PostgresStore::connect_options(&url).unwrap().database(&other).application_name("annals-elsewhere");
+    let mut elsewhere = <PgConnection as sqlx::Connection>::connect_with(&options).await.unwrap();
+    sqlx::raw_sql("BEGIN; CREATE TABLE t (x int); INSERT INTO t VALUES (1)").execute(&mut elsewhere).await.unwrap();
+    let xid: i64 =
+        sqlx::query_scalar("SELECT pg_current_xact_id()::text::int8").fetch_one(&mut elsewhere).await.unwrap();
+
+    store.append("s", ExpectedVersion::Exact(0), vec![event(1)]).await.unwrap();
+    let batch = store.read_feed(Checkpoint::START, &Filter::all(), 10).await.unwrap();
+    assert_eq!(ns(&batch), [1], "the other database's transaction must not hold the feed back");
+    store.settle().await.unwrap(); // nor `settle`
+    let blockers = store.feed_blockers().await.unwrap();
+    assert!(blockers.iter().all(|b| b.xid != xid), "{blockers:?}");
+
+    sqlx::raw_sql("ROLLBACK").execute(&mut elsewhere).await.unwrap();
+    drop(elsewhere);
+    sqlx::raw_sql(&format!("DROP DATABASE {other} WITH (FORCE)")).execute(store.pool()).await.unwrap();
+}
+
+/// A transaction in *this* database that has written and sits idle holds the feed back
+/// (it may still append events that sort first); the status API names it (pid, xid, age,
+/// state, query, application), and once it ends the held events arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_transaction_in_this_database_holds_the_feed_back_and_is_named() {
+    let _gate = GATE.write().await;
+    let store = store().await.warn_when_feed_held_back_for(Duration::ZERO);
+    let url = annals_postgres::testing::database_url().unwrap();
+    let options = PostgresStore::connect_options(&url).unwrap().application_name("annals-forgotten");
+    let mut forgotten = <PgConnection as sqlx::Connection>::connect_with(&options).await.unwrap();
+    let table = format!("{}.scratch", store.schema().quoted());
+    sqlx::raw_sql(&format!("CREATE TABLE {table} (x int)")).execute(store.pool()).await.unwrap();
+    sqlx::raw_sql(&format!("BEGIN; INSERT INTO {table} VALUES (1)")).execute(&mut forgotten).await.unwrap();
+    let (pid, xid): (i32, i64) = sqlx::query_as("SELECT pg_backend_pid(), pg_current_xact_id()::text::int8")
+        .fetch_one(&mut forgotten)
+        .await
+        .unwrap();
+
+    store.append("s", ExpectedVersion::Exact(0), vec![event(1)]).await.unwrap();
+    for _ in 0..2 {
+        // The second read is past the (zero) threshold: it also warns, naming the blocker.
+        let batch = store.read_feed(Checkpoint::START, &Filter::all(), 10).await.unwrap();
+        assert!(batch.events.is_empty(), "held back by the idle transaction");
+    }
+    let blockers = store.feed_blockers().await.unwrap();
+    let blocker = blockers.iter().find(|b| b.pid == Some(pid)).unwrap_or_else(|| panic!("{blockers:?}"));
+    assert_eq!(blocker.xid, xid);
+    assert_eq!(blocker.state.as_deref(), Some("idle in transaction"));
+    assert_eq!(blocker.application_name.as_deref(), Some("annals-forgotten"));
+    assert!(blocker.query.as_deref().is_some_and(|q| q.contains("SELECT pg_backend_pid()")), "{blocker:?}");
+    assert!(blocker.age.is_some());
+    assert!(blocker.to_string().contains(&format!("pid {pid}")));
+
+    sqlx::raw_sql("COMMIT").execute(&mut forgotten).await.unwrap();
+    let batch = store.read_feed(Checkpoint::START, &Filter::all(), 10).await.unwrap();
+    assert_eq!(ns(&batch), [1]);
 }
