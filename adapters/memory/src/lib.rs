@@ -1,7 +1,8 @@
 //! The embedded in-memory event store for annals.
 //!
 //! [`MemoryStore`] implements every store contract of annals in process memory
-//! ([`EventStore`], [`EventFeed`], [`SnapshotStore`], [`CheckpointStore`]): it is what
+//! ([`EventStore`](annals::EventStore), [`EventFeed`](annals::EventFeed), [`SnapshotStore`](annals::store::SnapshotStore),
+//! [`CheckpointStore`](annals::store::CheckpointStore)): it is what
 //! tests, examples and the given/when/then kit run on, and it passes the same exported
 //! suites as the database adapters. Clones share the same events. Nothing persists: for
 //! an embedded store that does, use `annals-sqlite`.

@@ -106,7 +106,7 @@ impl From<RangeToInclusive<u64>> for VersionRange {
 /// An append-only store of event streams.
 ///
 /// Every adapter (`annals-memory`, `annals-sqlite`, `annals-postgres`) implements this
-/// contract and proves it with the exported suites ([`conformance`](crate::conformance),
+/// contract and proves it with the exported suites (`conformance` (feature `testing`),
 /// feature `testing`):
 ///
 /// - [`append`](Self::append) writes all given events or none, checks the expected version

@@ -196,7 +196,7 @@ pub struct FeedBatch {
 
 /// Every event of a store in commit order, without gaps: the one read across streams.
 ///
-/// The contract, which the feed suite of [`conformance`](crate::conformance) checks:
+/// The contract, which the feed suite of `conformance` (feature `testing`) checks:
 ///
 /// - [`read_feed`](Self::read_feed) returns events in *commit order* and never returns an
 ///   event while an event that will sort before it may still commit. So a reader that

@@ -3,7 +3,7 @@
 //! An adapter's `append` calls [`validate_append`] first, and [`already_stored`] with the
 //! envelopes it finds under the new events' ids; it converts integers between Rust and
 //! its database with [`to_db`], [`bound_to_db`] and [`from_db`]. The
-//! [`conformance`](crate::conformance) suites check the outcome.
+//! `conformance` (feature `testing`) suites check the outcome.
 //!
 //! ```
 //! use annals::store::kit;
