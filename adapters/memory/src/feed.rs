@@ -17,17 +17,20 @@ impl EventFeed for MemoryStore {
         let log = self.log.read();
         let (_, after_position) = after.parts();
         let start = usize::try_from(after_position).unwrap_or(usize::MAX).min(log.events.len());
-        let mut batch = FeedBatch { events: Vec::new(), next: after };
+        let mut batch = FeedBatch { events: Vec::new(), next: after, more: false };
+        let mut scanned = 0;
         for envelope in log.events[start..].iter().take(FEED_SCAN_LIMIT.max(limit)) {
             let at = checkpoint(envelope.global_position);
             if filter.matches(&envelope.stream_id, &envelope.event_type) {
                 batch.events.push(FeedEvent { checkpoint: at, envelope: envelope.clone() });
             }
             batch.next = at;
+            scanned += 1;
             if batch.events.len() >= limit.max(1) {
                 break;
             }
         }
+        batch.more = start.saturating_add(scanned) < log.events.len();
         Ok(batch)
     }
 

@@ -336,14 +336,14 @@ impl EventFeed for PostgresStore {
             let envelope = rows::envelope(row, operation)?;
             events.push(FeedEvent { checkpoint: Checkpoint::from_parts(commit, envelope.global_position), envelope });
         }
-        let next = match events.last() {
+        let (next, more) = match events.last() {
             // A full page: more matching events may follow it.
-            Some(last) if events.len() >= limit => last.checkpoint,
+            Some(last) if events.len() >= limit => (last.checkpoint, true),
             // Every matching event below the horizon was returned: continue after the
             // last event below it, past the ones the filter skipped.
-            _ => tail.into_iter().chain(events.last().map(|e| e.checkpoint)).max().unwrap_or(after),
+            _ => (tail.into_iter().chain(events.last().map(|e| e.checkpoint)).max().unwrap_or(after), false),
         };
-        Ok(FeedBatch { events, next: next.max(after) })
+        Ok(FeedBatch { events, next: next.max(after), more })
     }
 
     /// Waits until the horizon passes every transaction id assigned before the call

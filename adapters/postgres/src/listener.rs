@@ -25,11 +25,26 @@ use crate::PostgresStore;
 /// How long the listener waits before listening again after its connection failed.
 const RELISTEN_DELAY: Duration = Duration::from_secs(1);
 
-/// The shortest time between two wake-ups: under a sustained stream of appends, the
-/// notifications of this long fold into one wake-up, so that a crowd of subscribers reads
-/// the feed at most this often instead of once per append (the first wake-up after a
-/// quiet spell is immediate).
+/// The shortest time between two wake-ups, per subscriber: under a sustained stream of
+/// appends, the notifications of this long fold into one wake-up, so that a crowd of
+/// subscribers reads the feed at most this often instead of once per append (the first
+/// wake-up after a quiet spell is immediate). Every wake-up costs one feed read per
+/// subscriber, so the interval grows with the crowd: the subscribers of one process send
+/// the server at most about 400 wake-up reads a second, whatever their number (measured:
+/// 100 subscriptions of one category each kept appends at 68% of their rate alone with
+/// 2.5 ms, 52–63% with 1 ms).
+const WAKE_INTERVAL_PER_SUBSCRIBER: Duration = Duration::from_micros(2500);
+
+/// The interval's bounds: 10 ms for a few subscribers; at most 250 ms, however many
+/// (subscribers also poll).
 const MIN_WAKE_INTERVAL: Duration = Duration::from_millis(10);
+const MAX_WAKE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The shortest time between two wake-ups of `subscribers` subscribers.
+fn wake_interval(subscribers: usize) -> Duration {
+    let subscribers = u32::try_from(subscribers).unwrap_or(u32::MAX);
+    WAKE_INTERVAL_PER_SUBSCRIBER.saturating_mul(subscribers).clamp(MIN_WAKE_INTERVAL, MAX_WAKE_INTERVAL)
+}
 
 /// The slot of a store's shared listener: the sender of its running task, if any (weak:
 /// the task owns it, and a task that ended leaves nothing behind).
@@ -88,7 +103,7 @@ async fn fan_out(
         tokio::select! {
             received = listener.try_recv() => match received {
                 Ok(Some(_)) => {
-                    tokio::time::sleep_until(last_wake + MIN_WAKE_INTERVAL).await;
+                    tokio::time::sleep_until(last_wake + wake_interval(sender.receiver_count())).await;
                     // Fold the notifications that arrived meanwhile into this wake-up.
                     while listener.next_buffered().is_some() {}
                     wake(&sender);

@@ -430,6 +430,50 @@ async fn a_hundred_subscriptions_share_one_listener_and_all_follow() {
     }
 }
 
+/// The append rate with 100 subscriptions that each follow their own category (so that
+/// together they read every event once) vs none: what following costs a process, apart
+/// from the subscribers' own work (a figure, not an assertion):
+/// `cargo test -p annals-postgres --test resilience -- --ignored --nocapture append_rate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand"]
+async fn append_rate_with_a_hundred_category_subscriptions_vs_none() {
+    for subscribers in [0, 100, 0, 100] {
+        let store = store_on(server_options("annals-rate-categories")).await;
+        let mut tasks = Vec::new();
+        for n in 0..subscribers {
+            let (collector, _) = Collector::new(&format!("sub-{n}"));
+            let mut subscription = Subscription::new(store.clone(), collector)
+                .filter(annals::store::Filter::all().category(format!("c{n}")))
+                .options(SubscriptionOptions { poll_interval: Duration::from_secs(2), ..options() });
+            tasks.push(tokio::spawn(async move {
+                let outcome = subscription.run().await;
+                panic!("subscription stopped: {outcome:?}");
+            }));
+        }
+        let appended = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let writers = (0..4u64).map(|w| {
+            let (store, appended) = (store.clone(), Arc::clone(&appended));
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while started.elapsed() < Duration::from_secs(5) {
+                    append_some(&store, &format!("c{}-w{w}", n % 100), n..n + 1).await;
+                    appended.fetch_add(1, Ordering::Relaxed);
+                    n += 1;
+                }
+            })
+        });
+        for writer in futures::future::join_all(writers).await {
+            writer.unwrap();
+        }
+        let rate = appended.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+        println!("{subscribers:>3} subscriptions, one category each: {rate:.0} appends/s (4 writers, default pool)");
+        for task in tasks {
+            task.abort();
+        }
+    }
+}
+
 /// The append rate with 100 subscriptions following vs none (a figure, not an assertion):
 /// `cargo test -p annals-postgres --test resilience -- --ignored --nocapture append_rate`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

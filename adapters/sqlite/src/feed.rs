@@ -74,7 +74,7 @@ impl EventFeed for SqliteStore {
                 // and the next read, which starts at it, fails there, naming it.
                 Err(StoreError::Corrupt { .. }) if !events.is_empty() => {
                     let next = events.last().map_or(after, |last| last.checkpoint);
-                    return Ok(FeedBatch { events, next });
+                    return Ok(FeedBatch { events, next, more: true });
                 }
                 Err(error) => return Err(error),
             }
@@ -85,21 +85,18 @@ impl EventFeed for SqliteStore {
         if !events.windows(2).all(|pair| pair[0].checkpoint < pair[1].checkpoint) {
             return Err(backend(operation(), "the feed read returned events out of position order"));
         }
-        let next = match events.last() {
-            Some(last) if events.len() >= limit => last.checkpoint,
+        let window_end = after_position.saturating_add(u64::try_from(window).unwrap_or(u64::MAX));
+        let (next, more) = match events.last() {
+            Some(last) if events.len() >= limit => (last.checkpoint, true),
             // Fewer than asked for: the read saw every position of its window up to the
-            // head of its snapshot.
+            // head of its snapshot; more follow at once only if the window ended first.
             _ => {
-                let window_end = after_position.saturating_add(u64::try_from(window).unwrap_or(u64::MAX));
                 let scanned_to = window_end.min(head);
-                if scanned_to > after_position {
-                    checkpoint(scanned_to)
-                } else {
-                    after
-                }
+                let next = if scanned_to > after_position { checkpoint(scanned_to) } else { after };
+                (next, window_end < head)
             }
         };
-        Ok(FeedBatch { events, next })
+        Ok(FeedBatch { events, next, more })
     }
 
     /// Wakes on every append of this process (any clone of the store). Appends of other

@@ -192,6 +192,10 @@ pub struct FeedBatch {
     /// events the store skipped. Equal to the requested checkpoint when nothing new is
     /// committed yet.
     pub next: Checkpoint,
+    /// Whether the read stopped at its limit (of events, or of rows scanned) rather than
+    /// at the end of what is readable now: more may follow at once. A subscription that
+    /// is following reads again at once when true, and otherwise waits for a wake-up.
+    pub more: bool,
 }
 
 /// Every event of a store in commit order, without gaps: the one read across streams.

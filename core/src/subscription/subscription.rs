@@ -257,20 +257,50 @@ impl<F: EventFeed, S: Sink> Subscription<F, S> {
         let mut batch = self.read(checkpoint).await?;
         loop {
             if batch.next == checkpoint {
-                self.set_state(SubscriptionState::Live);
                 // Nothing new: wait for a wake-up, or poll in case one was lost (or an
                 // earlier writer still holds back newer events).
-                if let Ok(None) = tokio::time::timeout(self.options.poll_interval, wakeups.next()).await {
-                    // The wake-up stream ended (its connection is gone): listen again.
-                    wakeups = self.wakeups().await?;
-                }
+                wakeups = self.wait_for_news(wakeups).await?;
                 batch = self.read(checkpoint).await?;
                 continue;
             }
-            self.set_state(SubscriptionState::Processing);
             checkpoint = batch.next;
-            batch = self.process_and_read_ahead(batch).await?;
+            if batch.more {
+                // A backlog: process this batch while reading the next.
+                self.set_state(SubscriptionState::Processing);
+                batch = self.process_and_read_ahead(batch).await?;
+            } else {
+                // Caught up with what was readable: process it, then wait for news
+                // instead of reading again at once, so that a crowd of subscribers does
+                // not keep the store busy while appends go on.
+                if !batch.events.is_empty() {
+                    self.set_state(SubscriptionState::Processing);
+                }
+                self.process(&batch).await?;
+                wakeups = self.wait_for_news(wakeups).await?;
+                batch = self.read(checkpoint).await?;
+            }
         }
+    }
+
+    /// Shows `Live` and waits for a wake-up or the poll interval; listens again when the
+    /// wake-up stream ended (its connection is gone).
+    async fn wait_for_news(
+        &self,
+        mut wakeups: BoxStream<'static, ()>,
+    ) -> Result<BoxStream<'static, ()>, SubscriptionError> {
+        self.set_state(SubscriptionState::Live);
+        if let Ok(None) = tokio::time::timeout(self.options.poll_interval, wakeups.next()).await {
+            wakeups = self.wakeups().await?;
+        }
+        Ok(wakeups)
+    }
+
+    /// Processes `batch` (without reading ahead) and records how far it got.
+    async fn process(&mut self, batch: &FeedBatch) -> Result<(), SubscriptionError> {
+        let Subscription { sink, options, status, .. } = self;
+        process_batch(sink, options, status, batch).await?;
+        status.send_modify(|status| status.checkpoint = batch.next);
+        Ok(())
     }
 
     fn stopped_if_failed<T>(&self, outcome: Result<T, SubscriptionError>) -> Result<T, SubscriptionError> {
