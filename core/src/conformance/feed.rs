@@ -104,6 +104,21 @@ pub async fn the_feed_reads_in_batches_of_at_most_the_limit<S: EventStore + Even
     }
 }
 
+/// A read says whether it stopped at its limit (`more`: read on at once) or at the end
+/// of what is readable (wait for a wake-up).
+pub async fn a_read_says_whether_more_follows_at_once<S: EventStore + EventFeed>(store: S) {
+    store.append("m-1", ExpectedVersion::Exact(0), events(1..=10)).await.unwrap();
+    store.settle().await.unwrap();
+    let first = store.read_feed(Checkpoint::START, &Filter::all(), 4).await.unwrap();
+    assert_eq!(first.events.len(), 4);
+    assert!(first.more, "a read that stopped at its limit says more follows");
+    let rest = store.read_feed(first.next, &Filter::all(), 100).await.unwrap();
+    assert_eq!(rest.events.len(), 6);
+    assert!(!rest.more, "a read that reached the end of what is readable says so");
+    let none = store.read_feed(rest.next, &Filter::all(), 100).await.unwrap();
+    assert!(none.events.is_empty() && !none.more && none.next == rest.next);
+}
+
 /// A type filter returns only those types, and `next` moves past the events it skipped:
 /// a consumer with a narrow filter does not read them again, yet sees the next match.
 pub async fn a_type_filter_is_pushed_down_and_next_moves_past_skipped_events<S: EventStore + EventFeed>(store: S) {

@@ -169,6 +169,7 @@ macro_rules! feed_conformance_tests {
             an_empty_store_has_an_empty_feed,
             the_feed_is_in_commit_order_across_streams,
             the_feed_reads_in_batches_of_at_most_the_limit,
+            a_read_says_whether_more_follows_at_once,
             a_type_filter_is_pushed_down_and_next_moves_past_skipped_events,
             stream_and_category_filters_select_exactly_the_matching_events,
             a_read_resumes_strictly_after_its_checkpoint,
