@@ -26,6 +26,10 @@ pub struct CheckpointMoved {
     pub found: Option<Checkpoint>,
 }
 
+/// One retried parked event: applied (`Ok(Ok(()))`), failed again (`Ok(Err(why))`), or
+/// the store failed.
+type RetryAttempt<'a> = futures::future::BoxFuture<'a, Result<Result<(), String>, StoreError>>;
+
 /// What the checkpointed sinks share: the store, the consumer, its name and the
 /// checkpoint this instance last read or wrote.
 struct Checkpointed<P, K> {
@@ -84,6 +88,36 @@ impl<P: Projection, K: CheckpointStore> Checkpointed<P, K> {
         self.store.commit(transaction).await?;
         self.parked = None;
         Ok(removed)
+    }
+
+    /// Runs `apply` on every parked event in feed order (it applies the event and removes
+    /// its dead letter, or says why it failed again); keeps a stream's events parked behind
+    /// the first that still fails when the policy is [`PoisonPolicy::ParkStream`]. What
+    /// [`ExactlyOnce::retry_parked`] and [`AtLeastOnce::retry_parked`] share.
+    async fn retry_parked(
+        &mut self,
+        apply: impl for<'a> Fn(&'a mut Self, &'a FeedEvent) -> RetryAttempt<'a>,
+    ) -> Result<RetryReport, StoreError> {
+        let mut report = RetryReport::default();
+        let mut failed = ParkedIndex::default();
+        for mut parked in self.store.parked(&self.name).await? {
+            let outcome = match failed.disposition(self.policy, &parked.event) {
+                Disposition::HoldBehind(first) => Err((held_behind(first), Some(first))),
+                Disposition::Apply | Disposition::Skip => apply(self, &parked.event).await?.map_err(|why| (why, None)),
+            };
+            match outcome {
+                Ok(()) => report.applied.push(parked.event.envelope.event_id),
+                Err((reason, behind)) => {
+                    parked.reason = reason;
+                    parked.behind = behind;
+                    self.repark(&parked).await?;
+                    failed.add(&parked);
+                    report.still_parked.push(parked);
+                }
+            }
+        }
+        self.parked = None;
+        Ok(report)
     }
 
     /// Parks `parked` again with its new reason.
@@ -329,38 +363,21 @@ impl<P: Projection<Context = K::Connection>, K: CheckpointStore> ExactlyOnce<P, 
     /// parked. Under [`PoisonPolicy::ParkStream`], a stream's events stay parked behind
     /// the first of them that still fails.
     pub async fn retry_parked(&mut self) -> Result<RetryReport, StoreError> {
-        let inner = &mut self.inner;
-        let mut report = RetryReport::default();
-        let mut failed = ParkedIndex::default();
-        for mut parked in inner.store.parked(&inner.name).await? {
-            let event_id = parked.event.envelope.event_id;
-            if let Disposition::HoldBehind(first) = failed.disposition(inner.policy, &parked.event) {
-                parked.reason = held_behind(first);
-                parked.behind = Some(first);
-                inner.repark(&parked).await?;
-                failed.add(&parked);
-                report.still_parked.push(parked);
-                continue;
-            }
-            let mut transaction = inner.store.begin().await?;
-            match inner.projection.project(&parked.event.envelope, &mut transaction).await {
-                Ok(()) => {
-                    inner.store.unpark(&mut transaction, &inner.name, event_id).await?;
-                    inner.store.commit(transaction).await?;
-                    report.applied.push(event_id);
-                }
-                Err(error) => {
-                    drop(transaction);
-                    parked.reason = error.to_string();
-                    parked.behind = None;
-                    inner.repark(&parked).await?;
-                    failed.add(&parked);
-                    report.still_parked.push(parked);
-                }
-            }
-        }
-        inner.parked = None;
-        Ok(report)
+        self.inner
+            .retry_parked(|inner, event| {
+                Box::pin(async move {
+                    let mut transaction = inner.store.begin().await?;
+                    match inner.projection.project(&event.envelope, &mut transaction).await {
+                        Ok(()) => {
+                            inner.store.unpark(&mut transaction, &inner.name, event.envelope.event_id).await?;
+                            inner.store.commit(transaction).await?;
+                            Ok(Ok(()))
+                        }
+                        Err(error) => Ok(Err(error.to_string())),
+                    }
+                })
+            })
+            .await
     }
 }
 
@@ -486,34 +503,15 @@ impl<P: Projection<Context = ()>, K: CheckpointStore> AtLeastOnce<P, K> {
     /// it handles are no longer parked. Under [`PoisonPolicy::ParkStream`], a stream's
     /// events stay parked behind the first of them that still fails.
     pub async fn retry_parked(&mut self) -> Result<RetryReport, StoreError> {
-        let inner = &mut self.inner;
-        let mut report = RetryReport::default();
-        let mut failed = ParkedIndex::default();
-        for mut parked in inner.store.parked(&inner.name).await? {
-            let event_id = parked.event.envelope.event_id;
-            if let Disposition::HoldBehind(first) = failed.disposition(inner.policy, &parked.event) {
-                parked.reason = held_behind(first);
-                parked.behind = Some(first);
-                inner.repark(&parked).await?;
-                failed.add(&parked);
-                report.still_parked.push(parked);
-                continue;
-            }
-            match inner.projection.project(&parked.event.envelope, &mut ()).await {
-                Ok(()) => {
-                    inner.unpark(event_id).await?;
-                    report.applied.push(event_id);
-                }
-                Err(error) => {
-                    parked.reason = error.to_string();
-                    parked.behind = None;
-                    inner.repark(&parked).await?;
-                    failed.add(&parked);
-                    report.still_parked.push(parked);
-                }
-            }
-        }
-        inner.parked = None;
-        Ok(report)
+        self.inner
+            .retry_parked(|inner, event| {
+                Box::pin(async move {
+                    match inner.projection.project(&event.envelope, &mut ()).await {
+                        Ok(()) => inner.unpark(event.envelope.event_id).await.map(|_| Ok(())),
+                        Err(error) => Ok(Err(error.to_string())),
+                    }
+                })
+            })
+            .await
     }
 }
