@@ -84,10 +84,10 @@ impl CheckpointStore for PostgresStore {
         to: Checkpoint,
     ) -> Result<bool, StoreError> {
         let operation = || format!("moving the checkpoint of consumer `{name}` to {to}");
-        let (to_commit, to_position) = parts(to).map_err(|e| out_of_range(operation(), e))?;
+        let (to_commit, to_position) = kit::checkpoint_to_db(to).map_err(|e| out_of_range(operation(), e))?;
         let done = match from {
             Some(from) => {
-                let (commit, position) = parts(from).map_err(|e| out_of_range(operation(), e))?;
+                let (commit, position) = kit::checkpoint_to_db(from).map_err(|e| out_of_range(operation(), e))?;
                 sqlx::query(&self.sql().move_checkpoint)
                     .bind(name)
                     .bind(commit)
@@ -125,7 +125,7 @@ impl CheckpointStore for PostgresStore {
     async fn park(&self, transaction: &mut Self::Transaction, name: &str, parked: &Parked) -> Result<(), StoreError> {
         let event = &parked.event;
         let operation = || format!("parking event {} of consumer `{name}`", event.envelope.event_id);
-        let (commit, position) = parts(event.checkpoint).map_err(|e| out_of_range(operation(), e))?;
+        let (commit, position) = kit::checkpoint_to_db(event.checkpoint).map_err(|e| out_of_range(operation(), e))?;
         sqlx::query(&self.sql().park)
             .bind(name)
             .bind(event.envelope.event_id)
@@ -163,10 +163,4 @@ impl CheckpointStore for PostgresStore {
             .map_err(|e| store_error(format!("unparking event {event_id} of consumer `{name}`"), e))?;
         Ok(done.rows_affected() == 1)
     }
-}
-
-/// The parts of `checkpoint` as the table's `bigint` columns.
-fn parts(checkpoint: Checkpoint) -> Result<(i64, i64), kit::OutOfRange> {
-    let (commit, position) = checkpoint.parts();
-    Ok((kit::to_db(commit, "checkpoint transaction id")?, kit::to_db(position, "checkpoint global position")?))
 }

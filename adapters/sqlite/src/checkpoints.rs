@@ -1,7 +1,7 @@
 //! Consumers' checkpoints, in table `checkpoints`, and dead letters, in table
 //! `dead_letters`, in `BEGIN IMMEDIATE` transactions.
 
-use annals::store::kit::to_db;
+use annals::store::kit::checkpoint_to_db;
 use annals::store::{Checkpoint, CheckpointStore};
 use annals::subscription::Parked;
 use annals::StoreError;
@@ -53,17 +53,12 @@ impl CheckpointStore for SqliteStore {
         to: Checkpoint,
     ) -> Result<bool, StoreError> {
         let operation = || format!("moving the checkpoint of consumer `{name}` to {to}");
-        let (major, minor) = to.parts();
-        let major = to_db(major, "checkpoint major").map_err(|e| out_of_range(operation(), e))?;
-        let minor = to_db(minor, "checkpoint minor").map_err(|e| out_of_range(operation(), e))?;
+        let (major, minor) = checkpoint_to_db(to).map_err(|e| out_of_range(operation(), e))?;
         let (_, now) = rows::now();
         let query = match from {
             None => sqlx::query(sql::INSERT_CHECKPOINT).bind(name).bind(major).bind(minor).bind(now),
             Some(from) => {
-                let (from_major, from_minor) = from.parts();
-                let (Ok(from_major), Ok(from_minor)) =
-                    (to_db(from_major, "checkpoint major"), to_db(from_minor, "checkpoint minor"))
-                else {
+                let Ok((from_major, from_minor)) = checkpoint_to_db(from) else {
                     // No stored checkpoint can be beyond what the table holds.
                     return Ok(false);
                 };
@@ -101,9 +96,7 @@ impl CheckpointStore for SqliteStore {
                 event.envelope.event_id, event.envelope.stream_id, event.envelope.stream_version
             )
         };
-        let (major, minor) = event.checkpoint.parts();
-        let major = to_db(major, "checkpoint major").map_err(|e| out_of_range(operation(), e))?;
-        let minor = to_db(minor, "checkpoint minor").map_err(|e| out_of_range(operation(), e))?;
+        let (major, minor) = checkpoint_to_db(event.checkpoint).map_err(|e| out_of_range(operation(), e))?;
         let json = serde_json::to_string(parked)
             .map_err(|e| StoreError::Backend { operation: operation(), source: Box::new(e) })?;
         sqlx::query(sql::PARK)

@@ -284,25 +284,21 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let mut loaded = match snapshot {
             // Read from the snapshot's own version: its event must be there (not applied
             // again), or the snapshot is ahead of its stream and would make a wrong state.
-            Some(mut loaded) => {
-                let from = VersionRange { from: loaded.version, to: None };
-                match self.apply_stream_after(stream, &mut loaded, from, keyed).await {
-                    Ok(n) => {
-                        applied = n;
-                        Some(loaded)
-                    }
-                    Err(LoadError::Store(StoreError::Corrupt { detail, .. })) if detail == SNAPSHOT_AHEAD => {
-                        tracing::warn!(
-                            stream,
-                            snapshot_version = loaded.version,
-                            "the stream has no event at its snapshot's version: the snapshot is ignored and the \
-                             state rebuilt from the events"
-                        );
-                        None
-                    }
-                    Err(e) => return Err(e),
+            Some(mut loaded) => match self.apply_stream_after_snapshot(stream, &mut loaded, keyed).await? {
+                Some(n) => {
+                    applied = n;
+                    Some(loaded)
                 }
-            }
+                None => {
+                    tracing::warn!(
+                        stream,
+                        snapshot_version = loaded.version,
+                        "the stream has no event at its snapshot's version: the snapshot is ignored and the \
+                         state rebuilt from the events"
+                    );
+                    None
+                }
+            },
             None => None,
         }
         .unwrap_or(Loaded { state: A::default(), version: 0 });
@@ -370,58 +366,38 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         until: Option<DateTime<Utc>>,
         keyed: &mut Option<KeyedIds>,
     ) -> Result<u64, LoadError> {
-        let mut applied = 0;
+        let mut applied: u64 = 0;
         let mut events = self.store.read_stream(stream, versions);
         while let Some(envelope) = events.try_next().await? {
             if until.is_some_and(|until| envelope.recorded_at > until) {
                 break;
             }
-            check_next_version(loaded.version, &envelope)?;
-            if let Some(keyed) = keyed {
-                keyed.see(&envelope);
-            }
-            let event = A::Event::decode(&envelope)?;
-            loaded.state.apply_event(event);
-            loaded.version = envelope.stream_version;
-            applied += 1;
+            apply_next(loaded, &envelope, keyed)?;
+            applied = applied.saturating_add(1);
         }
         Ok(applied)
     }
 
-    /// Applies the events of `stream` after the one at `versions.from`, which must exist
-    /// and be the version `loaded` is at (a snapshot's); a
-    /// [`StoreError::Corrupt`] with detail [`SNAPSHOT_AHEAD`] when it does not.
-    async fn apply_stream_after(
+    /// Applies the events of `stream` after the one at `loaded.version` (a snapshot's),
+    /// which must be stored; `Ok(None)` when it is not (the snapshot is ahead of its
+    /// stream), having applied nothing.
+    async fn apply_stream_after_snapshot(
         &self,
         stream: &str,
         loaded: &mut Loaded<A>,
-        versions: VersionRange,
         keyed: &mut Option<KeyedIds>,
-    ) -> Result<u64, LoadError> {
-        let mut events = self.store.read_stream(stream, versions);
+    ) -> Result<Option<u64>, LoadError> {
+        let mut events = self.store.read_stream(stream, VersionRange { from: loaded.version, to: None });
         match events.try_next().await? {
             Some(anchor) if anchor.stream_version == loaded.version => {}
-            _ => {
-                return Err(LoadError::Store(StoreError::Corrupt {
-                    stream: stream.to_owned(),
-                    version: Some(loaded.version),
-                    position: None,
-                    detail: SNAPSHOT_AHEAD.to_owned(),
-                }))
-            }
+            _ => return Ok(None),
         }
-        let mut applied = 0;
+        let mut applied: u64 = 0;
         while let Some(envelope) = events.try_next().await? {
-            check_next_version(loaded.version, &envelope)?;
-            if let Some(keyed) = keyed {
-                keyed.see(&envelope);
-            }
-            let event = A::Event::decode(&envelope)?;
-            loaded.state.apply_event(event);
-            loaded.version = envelope.stream_version;
-            applied += 1;
+            apply_next(loaded, &envelope, keyed)?;
+            applied = applied.saturating_add(1);
         }
-        Ok(applied)
+        Ok(Some(applied))
     }
 
     /// Executes `command` on aggregate `id`: loads it, decides, and appends the new
@@ -471,7 +447,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 // Executed before with this idempotency key: its events are in the stream.
                 return Ok(Committed { state, version, events: first, attempts: decisions });
             }
-            decisions += 1;
+            decisions = decisions.saturating_add(1);
             let decided = state.handle(&command).map_err(ExecuteError::Rejected)?;
             if decided.is_empty() {
                 return Ok(Committed { state, version, events: Vec::new(), attempts: decisions });
@@ -530,9 +506,21 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     }
 }
 
-/// The detail of the [`StoreError::Corrupt`] of a snapshot whose version its stream
-/// does not reach.
-const SNAPSHOT_AHEAD: &str = "the snapshot's version is not in the stream";
+/// Applies the next stored event of a stream to `loaded`, after checking it follows the
+/// last one, and shows it to `keyed`.
+fn apply_next<A: Aggregate>(
+    loaded: &mut Loaded<A>,
+    envelope: &Envelope,
+    keyed: &mut Option<KeyedIds>,
+) -> Result<(), LoadError> {
+    check_next_version(loaded.version, envelope)?;
+    if let Some(keyed) = keyed {
+        keyed.see(envelope);
+    }
+    loaded.state.apply_event(A::Event::decode(envelope)?);
+    loaded.version = envelope.stream_version;
+    Ok(())
+}
 
 /// A stream's events must follow one another: version `at + 1` after `at`. A gap means
 /// events are missing, and the state built without them would be wrong.

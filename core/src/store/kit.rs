@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 use crate::envelope::{Envelope, NewEvent};
-use crate::store::{ExpectedVersion, StoreError};
+use crate::store::{Checkpoint, ExpectedVersion, StoreError};
 
 /// The longest stream id, in bytes of UTF-8, that every store accepts: 1024.
 ///
@@ -251,6 +251,19 @@ pub fn to_db(value: u64, what: &'static str) -> Result<i64, OutOfRange> {
 /// ```
 pub fn bound_to_db(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A checkpoint's two parts ([`Checkpoint::parts`]) as two signed 64-bit columns,
+/// checked: how the database adapters store a consumer's checkpoint.
+///
+/// ```
+/// # use annals::store::{kit::checkpoint_to_db, Checkpoint};
+/// assert_eq!(checkpoint_to_db(Checkpoint::from_parts(7, 42)), Ok((7, 42)));
+/// assert!(checkpoint_to_db(Checkpoint::from_parts(u64::MAX, 0)).is_err());
+/// ```
+pub fn checkpoint_to_db(checkpoint: Checkpoint) -> Result<(i64, i64), OutOfRange> {
+    let (major, minor) = checkpoint.parts();
+    Ok((to_db(major, "checkpoint major part")?, to_db(minor, "checkpoint minor part")?))
 }
 
 /// A value read from a signed 64-bit column that annals only ever fills with numbers of
