@@ -1,7 +1,3 @@
 //! Every conformance suite of annals, against the in-memory store.
 
 annals::conformance_tests!(async { annals_memory::MemoryStore::new() });
-
-mod exact_numbers {
-    annals::exact_number_conformance_tests!(async { annals_memory::MemoryStore::new() });
-}

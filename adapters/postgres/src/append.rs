@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use annals::store::kit;
 use annals::{Envelope, ExpectedVersion, NewEvent, StoreError};
-use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::error::{backend, store_error, violated_unique_constraint};
+use crate::json::JsonText;
 use crate::rows::{self, Written};
 use crate::{read, PostgresStore};
 
@@ -183,10 +183,7 @@ enum Batch<'a> {
 impl<'a> Batch<'a> {
     fn new(stream_id: &str, events: &'a [NewEvent]) -> Result<Self, StoreError> {
         match events {
-            [event] => {
-                check_storable(stream_id, event)?;
-                Ok(Batch::One { event, version: schema_version(stream_id, event)? })
-            }
+            [event] => Ok(Batch::One { event, version: schema_version(stream_id, event)? }),
             _ => Columns::new(stream_id, events).map(Batch::Many),
         }
     }
@@ -197,8 +194,8 @@ struct Columns<'a> {
     ids: Vec<Uuid>,
     types: Vec<&'a str>,
     versions: Vec<i32>,
-    payloads: Vec<Json<&'a serde_json::Value>>,
-    metadata: Vec<Option<Json<&'a BTreeMap<String, serde_json::Value>>>>,
+    payloads: Vec<JsonText<'a, serde_json::Value>>,
+    metadata: Vec<Option<JsonText<'a, BTreeMap<String, serde_json::Value>>>>,
     correlation_ids: Vec<Option<Uuid>>,
     causation_ids: Vec<Option<Uuid>>,
 }
@@ -215,11 +212,10 @@ impl<'a> Columns<'a> {
             causation_ids: Vec::with_capacity(events.len()),
         };
         for event in events {
-            check_storable(stream_id, event)?;
             columns.ids.push(event.event_id);
             columns.types.push(&event.event_type);
             columns.versions.push(schema_version(stream_id, event)?);
-            columns.payloads.push(Json(&event.payload));
+            columns.payloads.push(JsonText(&event.payload));
             columns.metadata.push(extra_metadata(event));
             columns.correlation_ids.push(event.metadata.correlation_id);
             columns.causation_ids.push(event.metadata.causation_id);
@@ -236,7 +232,7 @@ fn bind_one<'q>(query: PgQuery<'q>, event: &'q NewEvent, version: i32) -> PgQuer
         .bind(event.event_id)
         .bind(event.event_type.as_str())
         .bind(version)
-        .bind(Json(&event.payload))
+        .bind(JsonText(&event.payload))
         .bind(extra_metadata(event))
         .bind(event.metadata.correlation_id)
         .bind(event.metadata.causation_id)
@@ -244,8 +240,8 @@ fn bind_one<'q>(query: PgQuery<'q>, event: &'q NewEvent, version: i32) -> PgQuer
 
 /// The event's free-form metadata, or `None` (stored as `{}` by the statement) when it
 /// has none, which spares encoding and parsing an empty object.
-fn extra_metadata(event: &NewEvent) -> Option<Json<&BTreeMap<String, serde_json::Value>>> {
-    (!event.metadata.extra.is_empty()).then_some(Json(&event.metadata.extra))
+fn extra_metadata(event: &NewEvent) -> Option<JsonText<'_, BTreeMap<String, serde_json::Value>>> {
+    (!event.metadata.extra.is_empty()).then_some(JsonText(&event.metadata.extra))
 }
 
 /// The event's schema version as PostgreSQL's `integer`.
@@ -259,47 +255,4 @@ fn schema_version(stream_id: &str, event: &NewEvent) -> Result<i32, StoreError> 
             ),
         )
     })
-}
-
-/// PostgreSQL stores no NUL character in `jsonb` (`\u0000`): refuse such an event with a
-/// clear error before it reaches the server. (Stream ids and event types with one are
-/// refused on every store by [`kit::validate_append`].)
-fn check_storable(stream_id: &str, event: &NewEvent) -> Result<(), StoreError> {
-    let place = if contains_nul(&event.payload) {
-        "payload"
-    } else if event.metadata.extra.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)) {
-        "metadata"
-    } else {
-        return Ok(());
-    };
-    Err(backend(
-        format!("appending to stream `{stream_id}`"),
-        format!(
-            "the {place} of event {} (`{}`) contains a NUL character (\\u0000), which PostgreSQL cannot store \
-             in jsonb; remove it or encode it differently",
-            event.event_id, event.event_type
-        ),
-    ))
-}
-
-/// Whether `value` holds a NUL character in a string or a key, which `jsonb` cannot store.
-pub(crate) fn contains_nul(value: &serde_json::Value) -> bool {
-    match value {
-        serde_json::Value::String(s) => s.contains('\0'),
-        serde_json::Value::Array(items) => items.iter().any(contains_nul),
-        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nul_characters_are_found_anywhere_in_json() {
-        assert!(contains_nul(&serde_json::json!({ "list": [{ "k\u{0}": 1 }] })));
-        assert!(contains_nul(&serde_json::json!(["a\u{0}"])));
-        assert!(!contains_nul(&serde_json::json!({ "text": "fine", "n": 1 })));
-    }
 }

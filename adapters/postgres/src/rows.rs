@@ -94,9 +94,9 @@ const fn same(a: &[u8], b: &[u8]) -> bool {
     true
 }
 
-/// The jsonb binary encoding of `{}` (format version 1, then the text): most events
-/// carry no free-form metadata, and recognising it spares a JSON parse per row.
-const EMPTY_JSONB_OBJECT: &[u8] = b"\x01{}";
+/// The stored metadata of an event without free-form keys (the append stores `{}`): most
+/// events carry none, and recognising it spares a JSON parse per row.
+const EMPTY_OBJECT: &[u8] = b"{}";
 
 /// Decodes a row of all [`EVENT_COLUMNS`]; `operation` names what was being done.
 pub(crate) fn envelope(row: &PgRow, operation: impl Fn() -> String) -> Result<Envelope, StoreError> {
@@ -150,7 +150,7 @@ fn decode(row: &PgRow, stream_id: String, operation: impl Fn() -> String) -> Res
     let Json(payload): Json<serde_json::Value> =
         row.try_get(PAYLOAD).map_err(|e| corrupt(format!("its payload does not read back: {e}")))?;
     let metadata = row.try_get_raw(METADATA).map_err(column_error)?;
-    let extra = if !metadata.is_null() && metadata.as_bytes().is_ok_and(|bytes| bytes == EMPTY_JSONB_OBJECT) {
+    let extra = if !metadata.is_null() && metadata.as_bytes().is_ok_and(|bytes| bytes == EMPTY_OBJECT) {
         BTreeMap::new()
     } else {
         let Json(extra): Json<BTreeMap<String, serde_json::Value>> = row

@@ -172,13 +172,14 @@ const MIGRATIONS: &[Migration] = &[
         name: "refuse_invalid_rows",
         template: include_str!("../migrations/0005_refuse_invalid_rows.sql"),
     },
+    Migration { version: 6, name: "json_as_written", template: include_str!("../migrations/0006_json_as_written.sql") },
 ];
 
 /// Every migration this version of annals-postgres knows, oldest first.
 ///
 /// ```
 /// let versions: Vec<i32> = annals_postgres::migrations().iter().map(|m| m.version).collect();
-/// assert_eq!(versions, [1, 2, 3, 4, 5]);
+/// assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
 /// ```
 pub fn migrations() -> &'static [Migration] {
     MIGRATIONS

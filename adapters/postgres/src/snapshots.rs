@@ -8,10 +8,9 @@
 
 use annals::store::{kit, SnapshotStore, StoredSnapshot};
 use annals::StoreError;
-use sqlx::types::Json;
 
-use crate::append::contains_nul;
 use crate::error::{backend, out_of_range, store_error};
+use crate::json::JsonText;
 use crate::{rows, PostgresStore};
 
 /// Snapshots in `<schema>.snapshots`: a load is one query, a save one upsert that never
@@ -35,14 +34,6 @@ impl SnapshotStore for PostgresStore {
         kit::validate_stream_id(stream_id)?;
         let operation =
             || format!("saving the snapshot of stream `{stream_id}` at version {}", snapshot.stream_version);
-        if contains_nul(&snapshot.state) {
-            return Err(backend(
-                operation(),
-                "the snapshot state contains a NUL character (\\u0000), which PostgreSQL cannot store in jsonb; \
-                 remove it from the aggregate's serialized state or encode it differently"
-                    .to_owned(),
-            ));
-        }
         let stream_version =
             kit::to_db(snapshot.stream_version, "stream version").map_err(|e| out_of_range(operation(), e))?;
         let schema_version = i32::try_from(snapshot.schema_version).map_err(|_| {
@@ -55,7 +46,7 @@ impl SnapshotStore for PostgresStore {
             .bind(stream_id)
             .bind(stream_version)
             .bind(schema_version)
-            .bind(Json(&snapshot.state))
+            .bind(JsonText(&snapshot.state))
             .bind(snapshot.taken_at)
             .execute(self.pool())
             .await

@@ -161,10 +161,10 @@ impl Statements {
                 "INSERT INTO {s}.events (stream_id, stream_version, event_id, event_type, event_version, \
                                          payload, metadata, correlation_id, causation_id) \
                  SELECT $1, current.version + new.ordinal, new.event_id, new.event_type, new.event_version, \
-                        new.payload, coalesce(new.metadata, '{{}}'::jsonb), new.correlation_id, new.causation_id \
+                        new.payload::json, coalesce(new.metadata::json, '{{}}'::json), new.correlation_id, new.causation_id \
                  FROM (SELECT coalesce(max(stream_version), 0) AS version FROM {s}.events WHERE stream_id = $1) \
                           AS current \
-                 CROSS JOIN unnest($3::uuid[], $4::text[], $5::int4[], $6::jsonb[], $7::jsonb[], $8::uuid[], \
+                 CROSS JOIN unnest($3::uuid[], $4::text[], $5::int4[], $6::text[], $7::text[], $8::uuid[], \
                                    $9::uuid[]) \
                      WITH ORDINALITY AS new(event_id, event_type, event_version, payload, metadata, correlation_id, \
                                             causation_id, ordinal) \
@@ -175,7 +175,7 @@ impl Statements {
             append_one: format!(
                 "INSERT INTO {s}.events (stream_id, stream_version, event_id, event_type, event_version, \
                                          payload, metadata, correlation_id, causation_id) \
-                 SELECT $1, current.version + 1, $3, $4, $5, $6, coalesce($7, '{{}}'::jsonb), $8, $9 \
+                 SELECT $1, current.version + 1, $3, $4, $5, $6::text::json, coalesce($7::text::json, '{{}}'::json), $8, $9 \
                  FROM (SELECT coalesce(max(stream_version), 0) AS version FROM {s}.events WHERE stream_id = $1) \
                           AS current \
                  WHERE $2::int8 IS NULL OR current.version = $2::int8 \
@@ -184,7 +184,7 @@ impl Statements {
             append_first: format!(
                 "INSERT INTO {s}.events (stream_id, stream_version, event_id, event_type, event_version, \
                                          payload, metadata, correlation_id, causation_id) \
-                 VALUES ($1, 1, $2, $3, $4, $5, coalesce($6, '{{}}'::jsonb), $7, $8) \
+                 VALUES ($1, 1, $2, $3, $4, $5::text::json, coalesce($6::text::json, '{{}}'::json), $7, $8) \
                  RETURNING global_position, stream_version, recorded_at"
             ),
             events_by_id: format!("SELECT {all} FROM {s}.events WHERE event_id = ANY($1::uuid[])"),
@@ -208,7 +208,7 @@ impl Statements {
             ),
             save_snapshot: format!(
                 "INSERT INTO {s}.snapshots AS stored (stream_id, stream_version, schema_version, state, taken_at) \
-                 VALUES ($1, $2, $3, $4, $5) \
+                 VALUES ($1, $2, $3, $4::text::json, $5) \
                  ON CONFLICT (stream_id) DO UPDATE \
                      SET stream_version = excluded.stream_version, schema_version = excluded.schema_version, \
                          state = excluded.state, taken_at = excluded.taken_at \

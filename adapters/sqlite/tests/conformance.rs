@@ -1,7 +1,3 @@
 //! Every conformance suite of annals, against a fresh SQLite store in a temporary file.
 
 annals::conformance_tests!(async { annals_sqlite::testing::fresh_store().await });
-
-mod exact_numbers {
-    annals::exact_number_conformance_tests!(async { annals_sqlite::testing::fresh_store().await });
-}

@@ -96,17 +96,6 @@ macro_rules! conformance_tests {
     };
 }
 
-/// The cases that hold on some adapters only, for now: one `#[test]` each. A store that
-/// passes them returns every double it accepted bit for bit (annals-memory,
-/// annals-sqlite). annals-postgres does not yet: its `jsonb` columns turn `-0.0` into
-/// `0.0` and whole doubles written with an exponent into integers.
-#[macro_export]
-macro_rules! exact_number_conformance_tests {
-    ($make_store:expr $(,)?) => {
-        $crate::__conformance_cases!(store, $make_store; doubles_round_trip_bit_for_bit);
-    };
-}
-
 /// Expands to one `#[test]` per case of the [`poison`](crate::conformance::poison) suite:
 /// poison events stop a consumer or are parked in the store's
 /// [`CheckpointStore`](crate::store::CheckpointStore), listed, retried and skipped.
@@ -155,6 +144,8 @@ macro_rules! store_conformance_tests {
             invalid_event_types_are_rejected,
             json_nested_deeper_than_stores_read_back_is_refused,
             json_nested_to_the_limit_round_trips,
+            doubles_round_trip_bit_for_bit,
+            nul_characters_in_json_round_trip,
         );
     };
 }

@@ -160,14 +160,16 @@ fn doctored(stream: &str, version: u64, schema_version: u32) -> StoredSnapshot {
 }
 
 /// A stream without a snapshot loads `None`; a saved snapshot loads back exactly,
-/// unicode, nesting and large integers included; streams keep their own snapshots.
+/// unicode, NUL characters, nesting, large integers and `-0.0` included; streams keep
+/// their own snapshots.
 pub async fn a_saved_snapshot_loads_back_exactly<S: SnapshotStore>(store: S) {
     assert_eq!(store.load_snapshot("basket-none").await.unwrap(), None);
     let snapshot = StoredSnapshot {
         stream_id: "basket-ünï-🧺".into(),
         stream_version: 7,
         schema_version: 3,
-        state: json!({ "items": { "tea 🍵": 2, "käse": u64::MAX }, "nested": [[{ "x": -1 }], null], "s": "\"q\" \\" }),
+        state: json!({ "items": { "tea 🍵": 2, "käse": u64::MAX }, "nested": [[{ "x": -1 }], null], "s": "\"q\" \\",
+                      "nul\u{0}": "a\u{0}b", "doubles": [-0.0, 1e300, 1e-30, f64::MAX] }),
         taken_at: taken_at(),
     };
     store.save_snapshot(snapshot.clone()).await.unwrap();

@@ -482,6 +482,24 @@ pub async fn doubles_round_trip_bit_for_bit<S: EventStore + EventFeed>(store: S)
     check("the feed", &feed_all(&store).await);
 }
 
+/// Strings and keys holding a NUL character (`\u0000`) and other control characters, in
+/// payloads and metadata, come back unchanged through
+/// [`read_stream`](EventStore::read_stream) and the feed.
+pub async fn nul_characters_in_json_round_trip<S: EventStore + EventFeed>(store: S) {
+    let sent = vec![
+        NewEvent::new("conformance.nul", 1, json!({ "text": "a\u{0}b", "bell": "\u{7}\u{1b}[0m" })),
+        NewEvent::new("conformance.nul", 1, json!({ "list": [{ "k\u{0}": "\u{0}" }] }))
+            .with_metadata(Metadata::default().with("user\u{0}", "u\u{0}")),
+    ];
+    let written = store.append("nul-1", ExpectedVersion::Exact(0), sent.clone()).await.unwrap();
+    for (how, read_back) in [("read_stream", read(&store, "nul-1", ..).await), ("the feed", feed_all(&store).await)] {
+        assert_eq!(read_back, written, "{how} returns what append returned");
+        for (stored, sent) in read_back.iter().zip(&sent) {
+            assert_eq!((&stored.payload, &stored.metadata), (&sent.payload, &sent.metadata), "{how}");
+        }
+    }
+}
+
 /// Appending events whose ids are already stored at that place (a retry after a lost
 /// reply) returns the stored envelopes and writes nothing twice.
 pub async fn reappending_the_same_events_is_idempotent<S: EventStore + EventFeed>(store: S) {
