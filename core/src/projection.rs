@@ -77,6 +77,29 @@ pub enum ProjectionError {
         #[source]
         source: DecodeError,
     },
+    /// The stored row does not read back as an event ([`FeedEvent::damage`](crate::store::FeedEvent::damage)):
+    /// no handler ran. Permanent: fix the row, then retry the event.
+    #[error(
+        "projection `{projection}`: the stored event `{event_type}` at stream `{stream}` version {version} \
+         (global position {position}) does not read back: {damage}; fix the stored row, then run the consumer \
+         (or retry it if it is parked)"
+    )]
+    Damaged {
+        /// The projection.
+        projection: &'static str,
+        /// The event's id.
+        event_id: uuid::Uuid,
+        /// The event's stream.
+        stream: String,
+        /// The event's stream version.
+        version: u64,
+        /// The event's global position.
+        position: u64,
+        /// The event's stored name.
+        event_type: String,
+        /// What is wrong with the stored row.
+        damage: String,
+    },
     /// The handler returned an error.
     #[error(
         "projection `{projection}` failed on `{event_type}` at stream `{stream}` version {version} \
@@ -123,17 +146,20 @@ impl ProjectionError {
     /// The id of the event projecting failed on.
     pub fn event_id(&self) -> uuid::Uuid {
         match self {
-            ProjectionError::Decode { event_id, .. } | ProjectionError::Handler { event_id, .. } => *event_id,
+            ProjectionError::Decode { event_id, .. }
+            | ProjectionError::Damaged { event_id, .. }
+            | ProjectionError::Handler { event_id, .. } => *event_id,
         }
     }
 
-    /// Whether retrying cannot help: the event does not decode, or the handler marked its
+    /// Whether retrying cannot help: the event does not decode (or its stored row does not
+    /// read back), or the handler marked its
     /// error [`Permanent`]. A consumer stops at once on a permanent failure, or parks the
     /// event (see [`PoisonPolicy`](crate::subscription::PoisonPolicy)); other failures are
     /// retried first.
     pub fn is_permanent(&self) -> bool {
         match self {
-            ProjectionError::Decode { .. } => true,
+            ProjectionError::Decode { .. } | ProjectionError::Damaged { .. } => true,
             ProjectionError::Handler { source, .. } => source.downcast_ref::<Permanent>().is_some(),
         }
     }

@@ -22,7 +22,7 @@ impl EventFeed for MemoryStore {
         for envelope in log.events[start..].iter().take(FEED_SCAN_LIMIT.max(limit)) {
             let at = checkpoint(envelope.global_position);
             if filter.matches(&envelope.stream_id, &envelope.event_type) {
-                batch.events.push(FeedEvent { checkpoint: at, envelope: envelope.clone() });
+                batch.events.push(FeedEvent::new(at, envelope.clone()));
             }
             batch.next = at;
             scanned += 1;

@@ -139,7 +139,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use annals::store::{kit, BoxStream, Checkpoint, EventFeed, FeedBatch, FeedEvent, Filter, StreamFilter};
+use annals::store::{kit, BoxStream, Checkpoint, EventFeed, FeedBatch, Filter, StreamFilter};
 use annals::StoreError;
 use sqlx::Row;
 
@@ -333,8 +333,7 @@ impl EventFeed for PostgresStore {
             let Some(commit) = extras.commit else {
                 continue; // the empty page's single row
             };
-            let envelope = rows::envelope(row, operation)?;
-            events.push(FeedEvent { checkpoint: Checkpoint::from_parts(commit, envelope.global_position), envelope });
+            events.push(rows::feed_event(row, |position| Checkpoint::from_parts(commit, position), operation)?);
         }
         let (next, more) = match events.last() {
             // A full page: more matching events may follow it.

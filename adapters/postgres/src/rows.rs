@@ -104,6 +104,28 @@ pub(crate) fn envelope(row: &PgRow, operation: impl Fn() -> String) -> Result<En
     decode(row, stream_id, operation)
 }
 
+/// Decodes a row of all [`EVENT_COLUMNS`] as a feed event, placed by `checkpoint` (given
+/// the event's global position). A row that does not read back as an event but names its
+/// place (stream, version, position, id, type) is a damaged event
+/// ([`kit::damaged_event`]), so the events around it are still delivered.
+pub(crate) fn feed_event(
+    row: &PgRow,
+    checkpoint: impl FnOnce(u64) -> Checkpoint,
+    operation: impl Fn() -> String,
+) -> Result<FeedEvent, StoreError> {
+    let column_error = |e: sqlx::Error| store_error(operation(), e);
+    let stream_id: String = row.try_get(STREAM_ID).map_err(column_error)?;
+    match decode(row, stream_id, &operation) {
+        Ok(envelope) => Ok(FeedEvent::new(checkpoint(envelope.global_position), envelope)),
+        Err(error @ StoreError::Corrupt { position: Some(position), .. }) => {
+            let event_id: Uuid = row.try_get(EVENT_ID).map_err(column_error)?;
+            let event_type: String = row.try_get(EVENT_TYPE).map_err(column_error)?;
+            kit::damaged_event(checkpoint(position), event_id, event_type, error)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// Decodes a row of the [`STREAM_READ_COLUMNS`] read from stream `stream_id` (a stream
 /// read does not ask the server for the id it already knows).
 pub(crate) fn stream_envelope(
@@ -289,16 +311,18 @@ pub(crate) fn feed_extras(
     Ok(FeedExtras { commit, tail })
 }
 
-/// Decodes a row of the dead letters' read: the event's columns, then `commit`,
+/// Decodes a row of the dead letters' read (a damaged event as a damaged feed event):
+/// the event's columns, then `commit`,
 /// `position`, `reason`, `parked_at` and `behind`.
 pub(crate) fn parked(row: &PgRow, operation: impl Fn() -> String) -> Result<Parked, StoreError> {
-    let envelope = envelope(row, &operation)?;
     let column_error = |e: sqlx::Error| store_error(operation(), e);
     let checkpoint =
         checkpoint(row.try_get("commit").map_err(column_error)?, row.try_get("position").map_err(column_error)?)
             .map_err(|e| out_of_range(operation(), e))?;
+    // Read again from the events table: a damaged event fixed since it was parked now
+    // reads back whole.
     Ok(Parked {
-        event: FeedEvent { checkpoint, envelope },
+        event: feed_event(row, |_| checkpoint, &operation)?,
         reason: row.try_get("reason").map_err(column_error)?,
         parked_at: row.try_get("parked_at").map_err(column_error)?,
         behind: row.try_get("behind").map_err(column_error)?,

@@ -117,9 +117,13 @@ impl PostgresStore {
         url.parse::<PgConnectOptions>()
     }
 
-    /// The pool settings [`connect`](Self::connect) uses: 10 connections, a 10 s acquire
+    /// The pool settings [`connect`](Self::connect) uses: 10 connections, a 3 s acquire
     /// timeout, and no health-check query before each use (it would cost a round trip per
-    /// operation). Instead, an operation that finds its pooled connection dead (the
+    /// operation). The short timeout is what makes an outage visible: an operation that
+    /// cannot get a connection fails with a transient [`StoreError::Unavailable`] after
+    /// 3 s, which commands retry within their [`RetryPolicy`](annals::RetryPolicy)
+    /// budget and subscriptions report as `Retrying` while they wait, instead of hanging
+    /// silently for longer. Instead, an operation that finds its pooled connection dead (the
     /// server restarted, or ended the session) is run again at once on another
     /// connection, up to once per pooled connection plus one: a restart costs callers
     /// neither an error nor a retry attempt.
@@ -129,7 +133,7 @@ impl PostgresStore {
     /// assert_eq!(options.get_max_connections(), 20);
     /// ```
     pub fn pool_options() -> PgPoolOptions {
-        PgPoolOptions::new().max_connections(10).acquire_timeout(Duration::from_secs(10)).test_before_acquire(false)
+        PgPoolOptions::new().max_connections(10).acquire_timeout(Duration::from_secs(3)).test_before_acquire(false)
     }
 
     /// A store on an existing pool, using schema `annals`.

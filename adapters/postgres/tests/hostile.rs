@@ -1,7 +1,8 @@
 //! Rows PostgreSQL holds but annals never writes (edited by hand, restored from an old
 //! backup, written by another tool): every read reports them as a typed
 //! `StoreError::Corrupt` naming stream, version and position, never a panic; the schema
-//! refuses new ones; the good events before a bad one are still delivered.
+//! refuses new ones; the feed delivers a bad row in its place as a damaged event, which
+//! consumers stop at or park.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -58,8 +59,10 @@ async fn times_annals_cannot_represent_are_corrupt_events_not_panics() {
             }
             other => panic!("{time}: expected a corrupt event, got {other:?}"),
         }
-        let feed = store.read_feed(Checkpoint::START, &Filter::all(), 10).await;
-        assert!(matches!(feed, Err(StoreError::Corrupt { version: Some(2), .. })), "{time} ({n}): {feed:?}");
+        // The feed delivers the good event and the bad one in its place, as damaged.
+        let feed = store.read_feed(Checkpoint::START, &Filter::all(), 10).await.unwrap();
+        let damage: Vec<_> = feed.events.iter().map(|e| e.damage.as_deref()).collect();
+        assert!(matches!(damage[..], [None, Some(d)] if d.contains("recorded_at")), "{time} ({n}): {damage:?}");
     }
 }
 
@@ -117,4 +120,27 @@ async fn the_stores_futures_can_be_spawned() {
         Repository::<Cart, _>::new(store).execute("spawned", add("tea")).await.map(|done| done.version)
     });
     assert_eq!(appended.await.unwrap().unwrap(), 1);
+}
+
+/// A row whose metadata is not an object (stored before migration 5 refused it) is a
+/// damaged event in the feed: a consumer stops at it or parks it, and after the row is
+/// repaired, retrying applies it (the shared case of `annals::conformance::poison`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_row_is_parked_and_retried_after_a_repair() {
+    let store = store().await;
+    annals::conformance::poison::a_damaged_row_stops_a_consumer_or_is_parked_and_retried_after_a_repair(
+        store,
+        async |store: &PostgresStore| {
+            execute(store, "ALTER TABLE {schema}.events DROP CONSTRAINT events_metadata_is_object").await.unwrap();
+            execute(store, "UPDATE {schema}.events SET metadata = '[]' WHERE stream_id = 's-1' AND stream_version = 2")
+                .await
+                .unwrap();
+        },
+        async |store: &PostgresStore| {
+            execute(store, "UPDATE {schema}.events SET metadata = '{}' WHERE stream_id = 's-1' AND stream_version = 2")
+                .await
+                .unwrap();
+        },
+    )
+    .await;
 }

@@ -10,6 +10,7 @@ use sqlx::Row;
 use sqlx::{Sqlite, Transaction};
 
 use crate::error::{out_of_range, store_error};
+use crate::rows::EventColumns;
 use crate::store::SqliteStore;
 use crate::{rows, sql};
 
@@ -118,14 +119,24 @@ impl CheckpointStore for SqliteStore {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(|e| store_error(operation(), e))?;
+        let Some(first) = found.first() else { return Ok(Vec::new()) };
+        let columns = EventColumns::of(first, &operation)?;
         found
             .iter()
             .map(|row| {
                 let json: String = row.try_get("parked").map_err(|e| store_error(operation(), e))?;
-                serde_json::from_str(&json).map_err(|e| StoreError::Backend {
+                let mut parked: Parked = serde_json::from_str(&json).map_err(|e| StoreError::Backend {
                     operation: format!("{} (a dead letter does not decode)", operation()),
                     source: Box::new(e),
-                })
+                })?;
+                // The event as stored now: one that was damaged when it was parked and
+                // has been fixed since reads back whole.
+                let position: Option<i64> = row.try_get("global_position").map_err(|e| store_error(operation(), e))?;
+                if position.is_some() {
+                    let at = parked.event.checkpoint;
+                    parked.event = columns.feed_event(row, |_| at, &operation)?;
+                }
+                Ok(parked)
             })
             .collect()
     }

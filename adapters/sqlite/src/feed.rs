@@ -65,13 +65,12 @@ impl EventFeed for SqliteStore {
             None => return Err(backend(operation(), "the feed read returned no head position")),
         };
         for row in &found {
-            match columns.row(row, &operation) {
-                Ok(FeedRow::Event(envelope)) => {
-                    events.push(FeedEvent { checkpoint: checkpoint(envelope.global_position), envelope });
-                }
+            match columns.row(row, checkpoint, &operation) {
+                Ok(FeedRow::Event(event)) => events.push(event),
                 Ok(FeedRow::Head(position)) => head = Some(position),
-                // A stored row annals did not write: the events before it are delivered,
-                // and the next read, which starts at it, fails there, naming it.
+                // A stored row annals did not write that cannot even be placed (its
+                // position or version does not decode): the events before it are
+                // delivered, and the next read, which starts at it, fails there.
                 Err(StoreError::Corrupt { .. }) if !events.is_empty() => {
                     let next = events.last().map_or(after, |last| last.checkpoint);
                     return Ok(FeedBatch { events, next, more: true });

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use annals::store::kit::from_db;
-use annals::store::{Checkpoint, StoredSnapshot};
+use annals::store::kit::{self, from_db};
+use annals::store::{Checkpoint, FeedEvent, StoredSnapshot};
 use annals::{Envelope, Metadata, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
@@ -178,6 +178,31 @@ impl EventColumns {
     }
 }
 
+impl EventColumns {
+    /// Decodes the event of `row` (which names its stream) as a feed event, placed by
+    /// `checkpoint` (given its global position). A row that does not read back as an
+    /// event but names its place (stream, version, position, id, type) is a damaged event
+    /// ([`kit::damaged_event`]), so the events around it are still delivered.
+    pub(crate) fn feed_event(
+        &self,
+        row: &SqliteRow,
+        checkpoint: impl FnOnce(u64) -> Checkpoint,
+        operation: Operation<'_>,
+    ) -> Result<FeedEvent, StoreError> {
+        match self.envelope(row, None, operation) {
+            Ok(envelope) => Ok(FeedEvent::new(checkpoint(envelope.global_position), envelope)),
+            Err(StoreError::Corrupt { stream, version: Some(version), position: Some(position), detail }) => {
+                let place = Place { stream: &stream, version: Some(version), position: Some(position) };
+                let event_id: Uuid = decode(row, self.event_id, "event_id", place, operation)?;
+                let event_type: String = decode(row, self.event_type, "event_type", place, operation)?;
+                let error = place.corrupt(detail);
+                kit::damaged_event(checkpoint(position), event_id, event_type, error)
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
 /// Decodes rows of events (the columns of `sql::event_columns!`, by name); `stream`
 /// names the stream when the rows do not.
 pub(crate) fn envelopes(
@@ -191,9 +216,13 @@ pub(crate) fn envelopes(
 }
 
 /// A row of the feed read: an event, or the last row, which holds the head position.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per row, moved at once into the batch; boxing would allocate per event"
+)]
 pub(crate) enum FeedRow {
-    /// A matching event.
-    Event(Envelope),
+    /// A matching event (perhaps a damaged one).
+    Event(FeedEvent),
     /// The highest committed position in the read's snapshot.
     Head(u64),
 }
@@ -213,12 +242,17 @@ impl FeedColumns {
     }
 
     /// Decodes one row of the feed read.
-    pub(crate) fn row(&self, row: &SqliteRow, operation: Operation<'_>) -> Result<FeedRow, StoreError> {
+    pub(crate) fn row(
+        &self,
+        row: &SqliteRow,
+        checkpoint: impl FnOnce(u64) -> Checkpoint,
+        operation: Operation<'_>,
+    ) -> Result<FeedRow, StoreError> {
         match at::<Option<i64>>(row, self.head, operation)? {
             Some(head) => {
                 Ok(FeedRow::Head(from_db(head, 0, "head position").map_err(|e| out_of_range(operation(), e))?))
             }
-            None => Ok(FeedRow::Event(self.event.envelope(row, None, operation)?)),
+            None => Ok(FeedRow::Event(self.event.feed_event(row, checkpoint, operation)?)),
         }
     }
 }

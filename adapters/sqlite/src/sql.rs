@@ -145,8 +145,14 @@ pub(crate) const PARK: &str = "INSERT INTO dead_letters (consumer, event_id, maj
                                VALUES (?1, ?2, ?3, ?4, ?5) \
                                ON CONFLICT (consumer, event_id) DO UPDATE SET parked = excluded.parked";
 
-/// `?1` consumer: its dead letters in feed order.
-pub(crate) const PARKED: &str = "SELECT parked FROM dead_letters WHERE consumer = ?1 ORDER BY major, minor, event_id";
+/// `?1` consumer: its dead letters in feed order, each with its event as stored now
+/// (NULL columns if the event's row is gone).
+pub(crate) const PARKED: &str = "SELECT d.parked, e.stream_id, e.global_position, e.stream_version, e.event_id, \
+                                        e.event_type, e.event_version, e.payload, e.metadata, e.correlation_id, \
+                                        e.causation_id, e.recorded_at \
+                                 FROM dead_letters AS d \
+                                 LEFT JOIN events AS e ON d.major = 0 AND e.global_position = d.minor \
+                                 WHERE d.consumer = ?1 ORDER BY d.major, d.minor, d.event_id";
 
 /// `?1` consumer, `?2` event id.
 pub(crate) const UNPARK: &str = "DELETE FROM dead_letters WHERE consumer = ?1 AND event_id = ?2";

@@ -146,8 +146,9 @@ fn load_store_error(result: Result<annals::Loaded<Cart>, LoadError>) -> StoreErr
 }
 
 /// A stored row that does not decode: `read_stream` delivers the events before it, then
-/// its Corrupt error; the load fails with it; the feed delivers the events before it,
-/// then the read after them fails with it.
+/// its Corrupt error; the load fails with it. The feed delivers the events before it,
+/// then the row in its place as a damaged event when its id and type decode; otherwise
+/// the read after the events before it fails with the Corrupt error.
 async fn assert_row_corrupt(db: &Db, stream: &str, version: Option<u64>, position: u64, says: &str) {
     let read: Vec<Result<Envelope, StoreError>> = db.store.read_stream(stream, (..).into()).collect::<Vec<_>>().await;
     let (good, bad): (Vec<_>, Vec<_>) = read.into_iter().partition(Result::is_ok);
@@ -161,7 +162,16 @@ async fn assert_row_corrupt(db: &Db, stream: &str, version: Option<u64>, positio
     loop {
         match db.feed(at).await {
             Ok(batch) => {
-                assert!(batch.events.iter().all(|e| e.envelope.global_position < position), "{batch:?}");
+                for event in &batch.events {
+                    let envelope = &event.envelope;
+                    if envelope.global_position == position {
+                        let damage = event.damage.as_deref().unwrap_or_default();
+                        assert!(damage.contains(says), "`{says}` in: {damage}");
+                        assert_eq!((envelope.stream_id.as_str(), Some(envelope.stream_version)), (stream, version));
+                        return;
+                    }
+                    assert!(envelope.global_position < position && event.damage.is_none(), "{batch:?}");
+                }
                 assert!(batch.next > at, "the feed stopped before position {position} without an error");
                 at = batch.next;
             }
@@ -543,5 +553,30 @@ fn random_hostile_rows_read_as_events_or_typed_errors() {
                 Err(other) => panic!("untyped feed failure: {other:?}"),
             }
         }
+    });
+}
+
+/// Metadata that is not an object (stored before the triggers of migration 4 refused it)
+/// is a damaged event in the feed: a consumer stops at it or parks it, and after the row
+/// is repaired, retrying applies it (the shared case of `annals::conformance::poison`).
+#[test]
+fn a_damaged_row_is_parked_and_retried_after_a_repair() {
+    runtime().block_on(async {
+        let db = Db::guarded().await;
+        let edit = async |store: &SqliteStore, metadata: &str| {
+            sqlx::raw_sql(&format!(
+                "DROP TRIGGER IF EXISTS events_refuse_invalid_update; \
+                 UPDATE events SET metadata = '{metadata}' WHERE stream_id = 's-1' AND stream_version = 2"
+            ))
+            .execute(store.pool())
+            .await
+            .unwrap();
+        };
+        annals::conformance::poison::a_damaged_row_stops_a_consumer_or_is_parked_and_retried_after_a_repair(
+            db.store.clone(),
+            async |store: &SqliteStore| edit(store, "[]").await,
+            async |store: &SqliteStore| edit(store, "{}").await,
+        )
+        .await;
     });
 }

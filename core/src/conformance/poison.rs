@@ -177,3 +177,65 @@ pub async fn in_memory_parks_and_retries<S: EventStore + EventFeed>(store: S) {
     Subscription::new(store.clone(), view.clone()).options(options()).catch_up().await.unwrap();
     assert_eq!(log.labels(), ["a", "d", "e", "b", "c", "g"]);
 }
+
+/// A stored row that does not read back as an event, on a database adapter: `damage`
+/// spoils the row of stream `s-1` version 2 the way the adapter's tables allow (a time
+/// annals cannot represent, metadata that is not an object, ...), `repair` restores it.
+/// Not in [`poison_conformance_tests!`](crate::poison_conformance_tests), which cannot
+/// spoil a row: an adapter calls it from its own tests with its own SQL.
+///
+/// The feed returns the row in its place as a damaged event ([`FeedEvent::damage`](crate::store::FeedEvent::damage)),
+/// with the events around it; a consumer that stops, stops at it at once, naming stream,
+/// version and position; one that parks, parks it and delivers the rest; after the
+/// repair, retrying applies the event as it now reads, and the read model equals a clean
+/// run's.
+pub async fn a_damaged_row_stops_a_consumer_or_is_parked_and_retried_after_a_repair<S>(
+    store: S,
+    damage: impl AsyncFnOnce(&S),
+    repair: impl AsyncFnOnce(&S),
+) where
+    S: EventStore + EventFeed + CheckpointStore<Connection: 'static>,
+{
+    two_streams(&store).await;
+    damage(&store).await;
+    let batch = store.read_feed(crate::store::Checkpoint::START, &crate::store::Filter::all(), 100).await.unwrap();
+    let places: Vec<_> = batch
+        .events
+        .iter()
+        .map(|e| (e.envelope.stream_id.as_str(), e.envelope.stream_version, e.damage.is_some()))
+        .collect();
+    assert_eq!(places, [("s-1", 1, false), ("s-1", 2, true), ("s-1", 3, false), ("s-2", 1, false), ("s-2", 2, false)]);
+
+    let log = Log::default();
+    let stopping = ExactlyOnce::new(store.clone(), Recorder::<S::Connection>::new(&log));
+    let error = Subscription::new(store.clone(), stopping).options(options()).catch_up().await.unwrap_err();
+    match &error {
+        SubscriptionError::Sink { attempts, source, .. } => {
+            assert_eq!(*attempts, 1, "a damaged row is permanent: {source}");
+            let message = source.to_string();
+            assert!(source.is_permanent(), "{message}");
+            for part in ["stream `s-1` version 2", "global position", "does not read back"] {
+                assert!(message.contains(part), "`{part}` in: {message}");
+            }
+        }
+        other => panic!("expected the consumer to stop at the damaged row, got {other}"),
+    }
+    assert_eq!(log.labels(), ["a"]);
+
+    let parking = ExactlyOnce::new(store.clone(), Recorder::<S::Connection>::new(&log)).poison(PoisonPolicy::Park);
+    let mut subscription = Subscription::new(store.clone(), parking).options(options());
+    subscription.catch_up().await.unwrap();
+    assert_eq!(log.labels(), ["a", "c", "d", "e"]);
+    let parked = subscription.sink().parked().await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!((parked[0].event.envelope.stream_id.as_str(), parked[0].event.envelope.stream_version), ("s-1", 2));
+    assert!(parked[0].event.damage.is_some() && parked[0].reason.contains("does not read back"), "{parked:?}");
+
+    repair(&store).await;
+    let mut consumer = ExactlyOnce::new(store.clone(), Recorder::<S::Connection>::new(&log)).poison(PoisonPolicy::Park);
+    let report = consumer.retry_parked().await.unwrap();
+    assert_eq!((report.applied.len(), report.still_parked.len()), (1, 0), "{report:?}");
+    let mut labels = log.labels();
+    labels.sort();
+    assert_eq!(labels, ["a", "b", "c", "d", "e"], "the same events as a clean run");
+}

@@ -175,12 +175,38 @@ impl Filter {
 }
 
 /// An event as the feed returns it: the envelope and its place in commit order.
+///
+/// A stored row that does not read back as an event (edited by hand, written by another
+/// tool, stored before a check existed) does not fail the whole read: it comes as a
+/// *damaged* event, in its place, so the events around it are delivered. A consumer never
+/// runs a handler on a damaged event: it stops at it or parks it, as its
+/// [`PoisonPolicy`](crate::subscription::PoisonPolicy) says, and a parked one is read
+/// again (fixed, by then) when it is retried.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FeedEvent {
     /// Where the event stands in commit order.
     pub checkpoint: Checkpoint,
-    /// The event.
+    /// The event. For a damaged event, only its id, stream, stream version, global
+    /// position and type are what is stored; the rest are placeholders (a `null` payload,
+    /// no metadata, schema version 0, the Unix epoch as its time).
     pub envelope: Envelope,
+    /// Why the stored row does not read back as an event; `None` for every event that
+    /// does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damage: Option<String>,
+}
+
+impl FeedEvent {
+    /// An event read back whole.
+    pub fn new(checkpoint: Checkpoint, envelope: Envelope) -> Self {
+        FeedEvent { checkpoint, envelope, damage: None }
+    }
+
+    /// A stored row that does not read back as an event: [`damage`](Self::damage) says
+    /// why. Adapters build it with [`kit::damaged_event`](crate::store::kit::damaged_event).
+    pub fn damaged(checkpoint: Checkpoint, envelope: Envelope, damage: impl Into<String>) -> Self {
+        FeedEvent { checkpoint, envelope, damage: Some(damage.into()) }
+    }
 }
 
 /// One read of an [`EventFeed`].

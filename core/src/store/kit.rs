@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 use crate::envelope::{Envelope, NewEvent};
-use crate::store::{Checkpoint, ExpectedVersion, StoreError};
+use crate::store::{Checkpoint, ExpectedVersion, FeedEvent, StoreError};
 
 /// The longest stream id, in bytes of UTF-8, that every store accepts: 1024.
 ///
@@ -281,6 +281,52 @@ pub fn from_db(value: i64, min: u64, what: &'static str) -> Result<u64, OutOfRan
         value: value.to_string(),
         expected: if min == 0 { "0 or more" } else { "1 or more" },
     })
+}
+
+/// The feed's stand-in for a stored row that does not read back as an event
+/// ([`FeedEvent::damaged`]), from the [`StoreError::Corrupt`] decoding it gave, which
+/// names its stream, version and position, and the id and type that did decode. Any
+/// other error (a `Corrupt` that does not name both version and position) is returned
+/// as it is: the read cannot place the row, and fails.
+///
+/// ```
+/// # use annals::store::{kit, Checkpoint};
+/// # use annals::StoreError;
+/// let error = StoreError::Corrupt {
+///     stream: "cart-1".into(),
+///     version: Some(2),
+///     position: Some(9),
+///     detail: "its metadata is not a JSON object".into(),
+/// };
+/// let id = uuid::Uuid::nil();
+/// let damaged = kit::damaged_event(Checkpoint::from_parts(0, 9), id, "cart.item_added".into(), error)?;
+/// assert_eq!((damaged.envelope.stream_version, damaged.envelope.global_position), (2, 9));
+/// assert!(damaged.damage.unwrap().contains("not a JSON object"));
+/// # Ok::<(), StoreError>(())
+/// ```
+pub fn damaged_event(
+    checkpoint: Checkpoint,
+    event_id: Uuid,
+    event_type: String,
+    error: StoreError,
+) -> Result<FeedEvent, StoreError> {
+    match error {
+        StoreError::Corrupt { stream, version: Some(stream_version), position: Some(global_position), detail } => {
+            let envelope = Envelope {
+                event_id,
+                stream_id: stream,
+                stream_version,
+                global_position,
+                recorded_at: chrono::DateTime::UNIX_EPOCH,
+                event_type,
+                event_version: 0,
+                payload: serde_json::Value::Null,
+                metadata: crate::envelope::Metadata::default(),
+            };
+            Ok(FeedEvent::damaged(checkpoint, envelope, detail))
+        }
+        other => Err(other),
+    }
 }
 
 #[cfg(test)]

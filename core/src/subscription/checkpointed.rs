@@ -6,7 +6,7 @@ use uuid::Uuid;
 use crate::projection::{BoxError, Projection};
 use crate::store::{Checkpoint, CheckpointStore, FeedEvent, Filter, StoreError};
 use crate::subscription::poison::{held_behind, Disposition, ParkedIndex};
-use crate::subscription::sink::pending;
+use crate::subscription::sink::{pending, project};
 use crate::subscription::{Parked, PoisonPolicy, RetryReport, Sink, SinkError};
 
 /// Another instance moved the consumer's checkpoint (or it was reset) while this one was
@@ -330,7 +330,7 @@ impl<P: Projection<Context = K::Connection>, K: CheckpointStore> Sink for Exactl
         let mut held = Vec::new();
         for event in pending(events, applied) {
             match inner.parked_index().await?.disposition(policy, event) {
-                Disposition::Apply => inner.projection.project(&event.envelope, &mut transaction).await?,
+                Disposition::Apply => project(&mut inner.projection, event, &mut transaction).await?,
                 Disposition::Skip => {}
                 Disposition::HoldBehind(first) => {
                     let parked = Parked::new(event.clone(), held_behind(first), Some(first));
@@ -367,7 +367,7 @@ impl<P: Projection<Context = K::Connection>, K: CheckpointStore> ExactlyOnce<P, 
             .retry_parked(|inner, event| {
                 Box::pin(async move {
                     let mut transaction = inner.store.begin().await?;
-                    match inner.projection.project(&event.envelope, &mut transaction).await {
+                    match project(&mut inner.projection, event, &mut transaction).await {
                         Ok(()) => {
                             inner.store.unpark(&mut transaction, &inner.name, event.envelope.event_id).await?;
                             inner.store.commit(transaction).await?;
@@ -468,7 +468,7 @@ impl<P: Projection<Context = ()>, K: CheckpointStore> Sink for AtLeastOnce<P, K>
                 continue; // already handled
             }
             match self.inner.parked_index().await?.disposition(policy, event) {
-                Disposition::Apply => self.inner.projection.project(&event.envelope, &mut ()).await?,
+                Disposition::Apply => project(&mut self.inner.projection, event, &mut ()).await?,
                 Disposition::Skip => {}
                 Disposition::HoldBehind(first) => {
                     let parked = Parked::new(event.clone(), held_behind(first), Some(first));
@@ -506,7 +506,7 @@ impl<P: Projection<Context = ()>, K: CheckpointStore> AtLeastOnce<P, K> {
         self.inner
             .retry_parked(|inner, event| {
                 Box::pin(async move {
-                    match inner.projection.project(&event.envelope, &mut ()).await {
+                    match project(&mut inner.projection, event, &mut ()).await {
                         Ok(()) => inner.unpark(event.envelope.event_id).await.map(|_| Ok(())),
                         Err(error) => Ok(Err(error.to_string())),
                     }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::projection::{BoxError, Projection};
 use crate::store::{Checkpoint, EventFeed, FeedEvent, Filter};
 use crate::subscription::poison::{held_behind, Disposition, ParkedIndex};
-use crate::subscription::sink::pending;
+use crate::subscription::sink::{pending, project};
 use crate::subscription::{Parked, PoisonPolicy, RetryReport, Sink, SinkError, Subscription, SubscriptionError};
 
 /// A projection whose read model lives in process memory, with its checkpoint beside it:
@@ -61,6 +61,11 @@ impl<P: Projection<Context = ()> + Sync> InMemoryProjection<P> {
     /// Runs the handler of every parked event again, in feed order (after a fix); those it
     /// applies are no longer parked. Under [`PoisonPolicy::ParkStream`], a stream's events
     /// stay parked behind the first of them that still fails.
+    ///
+    /// A parked *damaged* event ([`FeedEvent::damage`](crate::store::FeedEvent::damage))
+    /// is kept as it was read, so it stays parked here even after its row is repaired:
+    /// [`rebuild`](Self::rebuild) the read model (or restart, which rebuilds it) to read
+    /// the repaired row. The database sinks read a parked event again when retrying it.
     pub async fn retry_parked(&self) -> RetryReport {
         let mut tracked = self.inner.write().await;
         let Tracked { projection, parked, .. } = &mut *tracked;
@@ -74,7 +79,7 @@ impl<P: Projection<Context = ()> + Sync> InMemoryProjection<P> {
                 report.still_parked.push(dead);
                 continue;
             }
-            match projection.project(&dead.event.envelope, &mut ()).await {
+            match project(projection, &dead.event, &mut ()).await {
                 Ok(()) => report.applied.push(dead.event.envelope.event_id),
                 Err(error) => {
                     dead.reason = error.to_string();
@@ -142,7 +147,7 @@ impl<P: Projection<Context = ()> + Sync> Sink for InMemoryProjection<P> {
         let mut index = ParkedIndex::new(parked.iter());
         for event in pending(events, *checkpoint) {
             match index.disposition(self.policy, event) {
-                Disposition::Apply => projection.project(&event.envelope, &mut ()).await?,
+                Disposition::Apply => project(projection, event, &mut ()).await?,
                 Disposition::Skip => {}
                 Disposition::HoldBehind(first) => {
                     let held = Parked::new(event.clone(), held_behind(first), Some(first));

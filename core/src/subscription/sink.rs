@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use crate::projection::{BoxError, ProjectionError};
+use crate::projection::{BoxError, Projection, ProjectionError};
 use crate::store::{Checkpoint, FeedEvent, Filter, StoreError};
 
 /// Where a subscription delivers events: a consumer together with its checkpoint.
@@ -91,4 +91,29 @@ impl SinkError {
 /// skip rule of every sink (an event at or before the checkpoint is already applied).
 pub(crate) fn pending(events: &[FeedEvent], applied: Checkpoint) -> impl Iterator<Item = &FeedEvent> {
     events.iter().filter(move |event| event.checkpoint > applied)
+}
+
+/// Runs `projection`'s handler for `event`: what every sink does with an event it
+/// applies. A damaged event ([`FeedEvent::damage`]) runs no handler: it fails
+/// permanently with [`ProjectionError::Damaged`].
+pub(crate) async fn project<P: Projection>(
+    projection: &mut P,
+    event: &FeedEvent,
+    context: &mut P::Context,
+) -> Result<(), ProjectionError> {
+    match &event.damage {
+        None => projection.project(&event.envelope, context).await,
+        Some(damage) => {
+            let envelope = &event.envelope;
+            Err(ProjectionError::Damaged {
+                projection: P::NAME,
+                event_id: envelope.event_id,
+                stream: envelope.stream_id.clone(),
+                version: envelope.stream_version,
+                position: envelope.global_position,
+                event_type: envelope.event_type.clone(),
+                damage: damage.clone(),
+            })
+        }
+    }
 }

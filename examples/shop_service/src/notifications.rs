@@ -128,9 +128,9 @@ mod tests {
     use super::*;
 
     fn checkout_event(position: u64) -> FeedEvent {
-        FeedEvent {
-            checkpoint: Checkpoint::from_parts(0, position),
-            envelope: Envelope {
+        FeedEvent::new(
+            Checkpoint::from_parts(0, position),
+            Envelope {
                 event_id: Uuid::now_v7(),
                 stream_id: "cart-7".into(),
                 stream_version: 2,
@@ -141,7 +141,7 @@ mod tests {
                 payload: serde_json::json!({ "total_cents": 900 }),
                 metadata: Metadata::default().correlation_id(Uuid::now_v7()),
             },
-        }
+        )
     }
 
     #[tokio::test]
