@@ -157,6 +157,7 @@ async fn concurrent_writers_rollbacks_and_open_transactions_every_event_exactly_
     let s = store.schema().quoted();
     sqlx::raw_sql(&format!(
         "CREATE TABLE {s}.live_seen (event_id uuid PRIMARY KEY, applied bigint GENERATED ALWAYS AS IDENTITY);
+         CREATE TABLE {s}.live_seen_2 (event_id uuid PRIMARY KEY, applied bigint GENERATED ALWAYS AS IDENTITY);
          CREATE TABLE {s}.catch_up_seen (event_id uuid PRIMARY KEY);"
     ))
     .execute(store.pool())
@@ -173,14 +174,23 @@ async fn concurrent_writers_rollbacks_and_open_transactions_every_event_exactly_
         ..SubscriptionOptions::default()
     };
 
-    // The live projection follows while the writers write.
-    let order = Arc::new(Mutex::new((Checkpoint::START, 0u64)));
-    let live = Ordered {
-        inner: ExactlyOnce::new(store.clone(), Seen { table: format!("{s}.live_seen") }),
-        last: order.clone(),
-    };
-    let mut subscription = Subscription::new(store.clone(), live).options(options);
-    let following = tokio::spawn(async move { subscription.run().await });
+    // Two live projections follow while the writers write: with two subscribers, the
+    // store shares its feed reads between them (a window of the feed).
+    let tables = [format!("{s}.live_seen"), format!("{s}.live_seen_2")];
+    let orders = [(); 2].map(|()| Arc::new(Mutex::new((Checkpoint::START, 0u64))));
+    let following: Vec<_> = tables
+        .iter()
+        .zip(&orders)
+        .enumerate()
+        .map(|(n, (table, order))| {
+            let live = Ordered {
+                inner: ExactlyOnce::new(store.clone(), Seen { table: table.clone() }).named(format!("stress_live_{n}")),
+                last: order.clone(),
+            };
+            let mut subscription = Subscription::new(store.clone(), live).options(options);
+            tokio::spawn(async move { subscription.run().await })
+        })
+        .collect();
 
     let pool =
         PgPoolOptions::new().max_connections(WRITERS as u32 + 2).connect(&database_url().unwrap()).await.unwrap();
@@ -197,19 +207,23 @@ async fn concurrent_writers_rollbacks_and_open_transactions_every_event_exactly_
     }
     let writing = started.elapsed();
     store.settle().await.unwrap();
-    let live_count = format!("SELECT count(*) FROM {s}.live_seen");
     let deadline = Instant::now() + Duration::from_secs(90);
-    while count(&store, &live_count).await < EVENTS as i64 {
-        assert!(Instant::now() < deadline, "the live projection fell behind: {}", count(&store, &live_count).await);
-        assert!(!following.is_finished(), "the subscription stopped: {following:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for table in &tables {
+        let live_count = format!("SELECT count(*) FROM {table}");
+        while count(&store, &live_count).await < EVENTS as i64 {
+            assert!(Instant::now() < deadline, "{table} fell behind: {}", count(&store, &live_count).await);
+            assert!(following.iter().all(|f| !f.is_finished()), "a subscription stopped: {following:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     let lag = started.elapsed() - writing;
     tokio::time::sleep(Duration::from_millis(300)).await; // anything extra would arrive now
-    following.abort();
+    for task in &following {
+        task.abort();
+    }
     println!(
         "stress: {WRITERS} writers, {} transactions ({} rolled back events, {} transactions held open 50-400 ms), \
-         {} committed events in {:.1} s ({:.0} events/s); live projection done {:.2} s after the last commit",
+         {} committed events in {:.1} s ({:.0} events/s); live projections done {:.2} s after the last commit",
         written.transactions,
         written.rolled_back.len(),
         written.held_open,
@@ -221,33 +235,36 @@ async fn concurrent_writers_rollbacks_and_open_transactions_every_event_exactly_
 
     // Exactly the committed events, once each, none rolled back, in one consistent order.
     assert_eq!(written.committed.len() as u64, EVENTS);
-    assert_eq!(count(&store, &live_count).await, EVENTS as i64);
     assert_eq!(count(&store, &format!("SELECT count(*) FROM {s}.events")).await, EVENTS as i64);
-    let matched: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {s}.live_seen WHERE event_id = ANY($1)"))
-        .bind(&written.committed)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(matched, EVENTS as i64, "every committed event");
-    let ghosts: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {s}.live_seen WHERE event_id = ANY($1)"))
-        .bind(&written.rolled_back)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(ghosts, 0, "no rolled-back event");
-    let out_of_order = count(
-        &store,
-        &format!(
-            "SELECT count(*) FROM ( \
-                 SELECT e.transaction_id, e.global_position, \
-                        lag(e.transaction_id) OVER w AS prev_transaction, lag(e.global_position) OVER w AS prev_position \
-                 FROM {s}.live_seen l JOIN {s}.events e USING (event_id) WINDOW w AS (ORDER BY l.applied)) x \
-             WHERE (transaction_id, global_position) <= (prev_transaction, prev_position)"
-        ),
-    )
-    .await;
-    assert_eq!(out_of_order, 0, "applied in (transaction id, position) order");
-    assert_eq!(order.lock().unwrap().1, 0, "checkpoints strictly increasing");
+    for (table, order) in tables.iter().zip(&orders) {
+        assert_eq!(count(&store, &format!("SELECT count(*) FROM {table}")).await, EVENTS as i64, "{table}");
+        let matched: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE event_id = ANY($1)"))
+            .bind(&written.committed)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(matched, EVENTS as i64, "{table}: every committed event");
+        let ghosts: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE event_id = ANY($1)"))
+            .bind(&written.rolled_back)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(ghosts, 0, "{table}: no rolled-back event");
+        let out_of_order = count(
+            &store,
+            &format!(
+                "SELECT count(*) FROM ( \
+                     SELECT e.transaction_id, e.global_position, \
+                            lag(e.transaction_id) OVER w AS prev_transaction, \
+                            lag(e.global_position) OVER w AS prev_position \
+                     FROM {table} l JOIN {s}.events e USING (event_id) WINDOW w AS (ORDER BY l.applied)) x \
+                 WHERE (transaction_id, global_position) <= (prev_transaction, prev_position)"
+            ),
+        )
+        .await;
+        assert_eq!(out_of_order, 0, "{table}: applied in (transaction id, position) order");
+        assert_eq!(order.lock().unwrap().1, 0, "{table}: checkpoints strictly increasing");
+    }
 
     // Catch-up of a second projection over everything.
     let catch_up =

@@ -144,6 +144,7 @@ use annals::StoreError;
 use sqlx::Row;
 
 use crate::error::store_error;
+use crate::feed_window::{self, Refresh};
 use crate::{rows, sql, PostgresStore};
 
 /// The longest pause between two looks at the horizon in `settle`.
@@ -294,7 +295,74 @@ pub fn page_sql_for_benchmarks(store: &PostgresStore) -> &str {
 
 /// Reads in commit order below the horizon; see the [module docs](self).
 impl EventFeed for PostgresStore {
+    /// With several subscribers following, reads near the head are answered from the
+    /// window of the feed they share (`feed_window.rs`): one feed query serves them all.
     async fn read_feed(&self, after: Checkpoint, filter: &Filter, limit: usize) -> Result<FeedBatch, StoreError> {
+        if self.listener().followers() < feed_window::MIN_FOLLOWERS {
+            return self.read_feed_alone(after, filter, limit).await;
+        }
+        let window = self.feed_window();
+        let need = window.stamp(self.listener().woken_at());
+        if let Some(batch) = window.serve(need, after, filter, limit) {
+            return Ok(batch);
+        }
+        if let Refresh::Alone = window.refresh_for(after) {
+            return self.read_alone_and_start_window(after, filter, limit).await;
+        }
+        let _turn = window.refreshing.lock().await;
+        // The refresh this reader waited for may have been enough.
+        if let Some(batch) = window.serve(need, after, filter, limit) {
+            return Ok(batch);
+        }
+        match window.refresh_for(after) {
+            Refresh::After(end) => {
+                let (stamp, began) = (window.stamp(self.listener().notifications()), Instant::now());
+                let batch = self.read_feed_alone(end, &Filter::all(), feed_window::REFRESH_LIMIT).await?;
+                window.extend(end, batch, stamp, began);
+                match window.serve(need, after, filter, limit) {
+                    Some(batch) => Ok(batch),
+                    None => self.read_feed_alone(after, filter, limit).await,
+                }
+            }
+            Refresh::Alone => self.read_alone_and_start_window(after, filter, limit).await,
+        }
+    }
+
+    /// Waits until the horizon passes every transaction id assigned before the call
+    /// (`pg_snapshot_xmax` of a snapshot taken now), polling with a growing pause.
+    async fn settle(&self) -> Result<(), StoreError> {
+        self.settle_horizon().await?;
+        self.feed_window().settled();
+        Ok(())
+    }
+
+    /// A wake-up stream on the store's one shared listener connection (see
+    /// [Wake-ups](self#wake-ups)).
+    async fn wakeups(&self) -> Result<BoxStream<'static, ()>, StoreError> {
+        self.listener().subscribe(self).await
+    }
+}
+
+impl PostgresStore {
+    /// A reader's own read, behind the shared window or without one: when it reaches the
+    /// head of the feed, the window starts there if there is none.
+    async fn read_alone_and_start_window(
+        &self,
+        after: Checkpoint,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<FeedBatch, StoreError> {
+        let window = self.feed_window();
+        let (stamp, began) = (window.stamp(self.listener().notifications()), Instant::now());
+        let batch = self.read_feed_alone(after, filter, limit).await?;
+        if !batch.more {
+            window.start_at(batch.next, stamp, began);
+        }
+        Ok(batch)
+    }
+
+    /// One feed query: the events matching `filter` after `after`.
+    async fn read_feed_alone(&self, after: Checkpoint, filter: &Filter, limit: usize) -> Result<FeedBatch, StoreError> {
         let operation = || format!("reading the event feed after {after}");
         let limit = limit.max(1);
         let (stream, category) = match &filter.streams {
@@ -345,9 +413,8 @@ impl EventFeed for PostgresStore {
         Ok(FeedBatch { events, next: next.max(after), more })
     }
 
-    /// Waits until the horizon passes every transaction id assigned before the call
-    /// (`pg_snapshot_xmax` of a snapshot taken now), polling with a growing pause.
-    async fn settle(&self) -> Result<(), StoreError> {
+    /// [`settle`](EventFeed::settle) without telling the shared window.
+    async fn settle_horizon(&self) -> Result<(), StoreError> {
         let operation = || "waiting for the transactions running now to end".to_owned();
         let target: i64 = self
             .on_live_connection(|| sqlx::query_scalar(sql::SNAPSHOT_XMAX).fetch_one(self.pool()))
@@ -366,11 +433,5 @@ impl EventFeed for PostgresStore {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(SETTLE_MAX_PAUSE);
         }
-    }
-
-    /// A wake-up stream on the store's one shared listener connection (see
-    /// [Wake-ups](self#wake-ups)).
-    async fn wakeups(&self) -> Result<BoxStream<'static, ()>, StoreError> {
-        self.listener().subscribe(self).await
     }
 }

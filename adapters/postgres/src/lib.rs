@@ -81,6 +81,7 @@ mod checkpoints;
 mod correlation;
 mod error;
 pub mod feed;
+mod feed_window;
 mod json;
 mod listener;
 mod migrate;

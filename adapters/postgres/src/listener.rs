@@ -10,6 +10,7 @@
 //! subscriber (notifications may have been lost meanwhile; they read the feed again), and
 //! ends, closing the connection, when the last subscriber is gone.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -51,9 +52,31 @@ fn wake_interval(subscribers: usize) -> Duration {
 #[derive(Default)]
 pub(crate) struct SharedListener {
     slot: Arc<Mutex<Weak<watch::Sender<u64>>>>,
+    /// Notifications received (and reconnections, which may have lost some), counted as
+    /// they arrive, before they fold into wake-ups: how fresh a shared feed read must be
+    /// (`feed_window.rs`).
+    notifications: Arc<AtomicU64>,
+    /// [`notifications`](Self::notifications) as it was at the last wake-up: what every
+    /// subscriber woken so far may know of.
+    woken_at: Arc<AtomicU64>,
 }
 
 impl SharedListener {
+    /// How many notifications (and reconnections) the listener has received.
+    pub(crate) fn notifications(&self) -> u64 {
+        self.notifications.load(Ordering::SeqCst)
+    }
+
+    /// How many notifications the listener had received at its last wake-up.
+    pub(crate) fn woken_at(&self) -> u64 {
+        self.woken_at.load(Ordering::SeqCst)
+    }
+
+    /// How many subscribers follow the listener now (0 while one is subscribing).
+    pub(crate) fn followers(&self) -> usize {
+        self.slot.try_lock().ok().and_then(|slot| slot.upgrade()).map_or(0, |sender| sender.receiver_count())
+    }
+
     /// A wake-up stream on the store's shared listener, starting the listener if none is
     /// running. Fails only when a new listener cannot connect and LISTEN.
     pub(crate) async fn subscribe(&self, store: &PostgresStore) -> Result<BoxStream<'static, ()>, StoreError> {
@@ -65,7 +88,13 @@ impl SharedListener {
                 let (sender, receiver) = watch::channel(0u64);
                 let sender = Arc::new(sender);
                 *slot = Arc::downgrade(&sender);
-                tokio::spawn(fan_out(listener, sender, Arc::clone(&self.slot)));
+                tokio::spawn(fan_out(
+                    listener,
+                    sender,
+                    Arc::clone(&self.slot),
+                    Arc::clone(&self.notifications),
+                    Arc::clone(&self.woken_at),
+                ));
                 receiver
             }
         };
@@ -96,23 +125,36 @@ async fn fan_out(
     mut listener: PgListener,
     sender: Arc<watch::Sender<u64>>,
     slot: Arc<Mutex<Weak<watch::Sender<u64>>>>,
+    notifications: Arc<AtomicU64>,
+    woken_at: Arc<AtomicU64>,
 ) {
-    let wake = |sender: &watch::Sender<u64>| sender.send_modify(|n| *n = n.wrapping_add(1));
+    let wake = |sender: &watch::Sender<u64>| {
+        woken_at.store(notifications.load(Ordering::SeqCst), Ordering::SeqCst);
+        sender.send_modify(|n| *n = n.wrapping_add(1));
+    };
+    let count = || notifications.fetch_add(1, Ordering::SeqCst);
     let mut last_wake = tokio::time::Instant::now();
     loop {
         tokio::select! {
             received = listener.try_recv() => match received {
                 Ok(Some(_)) => {
+                    count();
                     tokio::time::sleep_until(last_wake + wake_interval(sender.receiver_count())).await;
                     // Fold the notifications that arrived meanwhile into this wake-up.
-                    while listener.next_buffered().is_some() {}
+                    while listener.next_buffered().is_some() {
+                        count();
+                    }
                     wake(&sender);
                     last_wake = tokio::time::Instant::now();
                 }
                 // The connection was lost; the next `try_recv` reconnects and listens
                 // again. Notifications sent meanwhile are lost: wake everyone to look.
-                Ok(None) => wake(&sender),
+                Ok(None) => {
+                    count();
+                    wake(&sender);
+                }
                 Err(_) => {
+                    count();
                     wake(&sender);
                     tokio::time::sleep(RELISTEN_DELAY).await;
                 }

@@ -44,6 +44,8 @@ struct Inner {
     /// Feed reads take turns on at most half the pool, so that a crowd of subscribers
     /// woken by the same append never takes every connection from the writers.
     feed_reads: tokio::sync::Semaphore,
+    /// The window of the feed its subscribers share (`feed_window.rs`).
+    feed_window: crate::feed_window::FeedWindow,
 }
 
 /// How long the feed may be held back by one transaction before the store warns, by default.
@@ -59,6 +61,7 @@ impl Inner {
             feed_reads: tokio::sync::Semaphore::new(
                 usize::try_from(pool.options().get_max_connections() / 2).unwrap_or(1).max(1),
             ),
+            feed_window: crate::feed_window::FeedWindow::default(),
             pool,
         }
     }
@@ -192,6 +195,10 @@ impl PostgresStore {
     /// Turns for feed reads: at most half the pool's connections read the feed at once.
     pub(crate) fn feed_reads(&self) -> &tokio::sync::Semaphore {
         &self.inner.feed_reads
+    }
+
+    pub(crate) fn feed_window(&self) -> &crate::feed_window::FeedWindow {
+        &self.inner.feed_window
     }
 
     pub(crate) fn listener(&self) -> &crate::listener::SharedListener {

@@ -293,16 +293,16 @@ async fn after_every_backend_is_terminated_the_next_command_succeeds_and_followe
     let name = format!("annals-restart-{}", Uuid::now_v7().simple());
     let store = store_on(server_options(&name)).await;
     let admin = admin().await;
-    // Fill the pool with idle connections: all of them will be dead.
-    futures::future::join_all((0..10).map(|n| {
-        let store = store.clone();
-        async move { append_some(&store, "warm", n..n + 1).await }
-    }))
-    .await;
     let followers = Followers::start(&store);
     append_some(&store, "before", 0..50).await;
 
     for round in 0..3 {
+        // Fill the pool with idle connections: all of them will be dead.
+        futures::future::join_all((0..10).map(|n| {
+            let store = store.clone();
+            async move { append_some(&store, &format!("warm-{round}"), n..n + 1).await }
+        }))
+        .await;
         let ended = terminate_backends(&admin, &name).await;
         assert!(ended >= 5, "round {round}: only {ended} backends to terminate");
         tokio::time::sleep(Duration::from_millis(100)).await; // let the backends exit
@@ -437,7 +437,7 @@ async fn a_hundred_subscriptions_share_one_listener_and_all_follow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run by hand"]
 async fn append_rate_with_a_hundred_category_subscriptions_vs_none() {
-    for subscribers in [0, 100, 0, 100] {
+    for subscribers in [0, 1, 100, 0, 1, 100] {
         let store = store_on(server_options("annals-rate-categories")).await;
         let mut tasks = Vec::new();
         for n in 0..subscribers {
