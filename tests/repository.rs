@@ -446,3 +446,118 @@ async fn a_snapshot_ahead_of_its_stream_is_ignored() {
     assert_eq!((loaded.version, loaded.state.items.len()), (1, 1));
     assert_eq!(carts.execute("ahead", add("mug", 1)).await.unwrap().version, 2);
 }
+
+/// A store that counts its stream reads: the real in-memory store underneath.
+#[derive(Clone)]
+struct CountingReads {
+    store: MemoryStore,
+    reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CountingReads {
+    fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl EventStore for CountingReads {
+    async fn append(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        self.store.append(stream_id, expected, events).await
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        stream_id: &'a str,
+        range: VersionRange,
+    ) -> futures::stream::BoxStream<'a, Result<Envelope, StoreError>> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.store.read_stream(stream_id, range)
+    }
+
+    async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
+        self.store.stream_version(stream_id).await
+    }
+}
+
+/// With a cache, a command on an aggregate the repository used before does not read its
+/// stream: it starts from the state the last command left. Rejections and commands that
+/// change nothing keep the entry; loads never use it.
+#[tokio::test]
+async fn a_cached_aggregate_is_not_read_again() {
+    let store = CountingReads { store: MemoryStore::new(), reads: Default::default() };
+    let carts = Repository::<Cart, _>::new(store.clone()).with_cache(100);
+    carts.execute("c", add("tea", 1)).await.unwrap();
+    assert_eq!(store.reads(), 1, "the first command loads");
+    for n in 2..=10 {
+        let done = carts.execute("c", add("tea", 1)).await.unwrap();
+        assert_eq!((done.version, done.state.items["tea"].qty), (n, u32::try_from(n).unwrap()));
+    }
+    assert!(matches!(
+        carts.execute("c", RemoveItem { sku: "mug".into(), qty: 1 }).await,
+        Err(ExecuteError::Rejected(_))
+    ));
+    carts.clone().execute("c", add("mug", 1)).await.unwrap(); // clones share the cache
+    assert_eq!(store.reads(), 1, "none of the later commands read the stream");
+    let loaded = carts.load("c").await.unwrap();
+    assert_eq!((loaded.version, store.reads()), (11, 2), "a load reads");
+}
+
+/// Two "processes" (two repositories, each with its own cache) write the same carts in
+/// turns: every stale cache entry turns into a conflict, a reload and a new decision, so
+/// every command succeeds, once, and each cart holds exactly what both wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_cache_entries_of_another_writer_end_in_a_reload_never_a_wrong_state() {
+    let store = MemoryStore::new();
+    let (a, b) = (
+        Repository::<Cart, _>::new(store.clone()).with_cache(10),
+        Repository::<Cart, _>::new(store.clone()).with_cache(10),
+    );
+    let mut retried = 0;
+    for round in 0..50u32 {
+        for (n, carts) in [&a, &b].into_iter().enumerate() {
+            let cart = format!("c{}", round % 7);
+            let done = carts.execute(&cart, add(&format!("sku-{n}"), 1)).await.unwrap();
+            retried += done.attempts - 1;
+        }
+    }
+    // Each writer's first command on each of the 7 carts loads; every later one starts
+    // from an entry the other writer has made stale since.
+    assert_eq!(retried, 2 * (50 - 7), "one conflict and reload per stale entry");
+    for cart in 0..7 {
+        let loaded = Repository::<Cart, _>::new(store.clone()).load(&format!("c{cart}")).await.unwrap();
+        let rounds = (0..50).filter(|r| r % 7 == cart).count();
+        assert_eq!(loaded.version, u64::try_from(2 * rounds).unwrap());
+        for sku in ["sku-0", "sku-1"] {
+            assert_eq!(loaded.state.items[sku].qty, u32::try_from(rounds).unwrap(), "c{cart} {sku}");
+        }
+    }
+}
+
+/// 32 tasks × 50 commands on one stream through one cached repository: none fails, the
+/// versions are contiguous, and only the first command reads the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_stream_through_a_cached_repository_reads_once() {
+    let store = CountingReads { store: MemoryStore::new(), reads: Default::default() };
+    let carts = Repository::<Cart, _>::new(store.clone()).with_cache(10);
+    let tasks: Vec<_> = (0..32)
+        .map(|t| {
+            let carts = carts.clone();
+            tokio::spawn(async move {
+                for n in 0..50 {
+                    carts.execute("hot", add(&format!("sku-{t}-{n}"), 1)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let versions: Vec<u64> = carts.history("hot", ..).await.unwrap().iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, (1..=1600).collect::<Vec<u64>>());
+    assert_eq!(store.reads(), 2, "the first command's load, and the history above");
+}

@@ -227,6 +227,15 @@ impl Side {
         Side::Annals(Repository::new(store).with_retry(RetryPolicy { max_attempts: 10_000, ..RetryPolicy::default() }))
     }
 
+    /// annals with [`Repository::with_cache`]: a command on a cart it used before does
+    /// not load it.
+    fn annals_cached(store: PostgresStore) -> Side {
+        match Side::annals(store) {
+            Side::Annals(carts) => Side::Annals(carts.with_cache(10_000)),
+            raw => raw,
+        }
+    }
+
     /// The schema the side's tables live in.
     fn schema(&self) -> String {
         match self {
@@ -333,6 +342,28 @@ where
     (start.elapsed(), retries.load(Ordering::Relaxed))
 }
 
+/// Workload 5: 2,000 commands over 20 streams, one after the other: after the first 20,
+/// every command is on a stream used before.
+async fn existing(side: Side, tag: String) -> Duration {
+    let start = Instant::now();
+    for i in 0..2000u64 {
+        side.execute(&format!("{tag}-{}", i % 20), add(i)).await;
+    }
+    start.elapsed()
+}
+
+/// Prints the cached side's time against the others'.
+fn print_cached(cached: Duration, uncached: Duration, same: Duration, minimal: Duration, commands: f64) {
+    println!(
+        "   annals with a cache {:>8.2} ms ({:>5.0}/s): cached/uncached {:.2} | cached/raw same table {:.2} | cached/raw minimal {:.2}",
+        ms(cached),
+        commands / cached.as_secs_f64(),
+        ratio(cached, uncached),
+        ratio(cached, same),
+        ratio(cached, minimal),
+    );
+}
+
 /// Workload 2: 4,000 commands over 400 streams from 8 concurrent tasks.
 async fn concurrent(side: Side, tag: String) -> Duration {
     in_tasks(&side, 500, move |t, i| (format!("{tag}-{}", t * 50 + i % 50), i)).await.0
@@ -433,6 +464,7 @@ async fn bench() {
     let url = database_url().expect("a PostgreSQL server for the benchmark");
     let store = fresh_store().await.unwrap();
     let pool = store.pool().clone();
+    let annals_store = store.clone();
     let annals = Side::annals(store);
     let same = Side::Raw(Raw::new(&url, Table::Annals).await);
     let minimal = Side::Raw(Raw::new(&url, Table::Minimal).await);
@@ -443,6 +475,10 @@ async fn bench() {
             .with_schema(fresh_schema_name());
     quiet.migrate().await.unwrap();
     let quiet = Side::annals(quiet);
+    // annals with a cache, in a migrated schema of its own.
+    let cached = annals_store.clone().with_schema(fresh_schema_name());
+    cached.migrate().await.unwrap();
+    let cached = Side::annals_cached(cached);
     let three = [&annals, &same, &minimal];
     let named = [("annals", &annals), ("raw same table", &same), ("raw minimal", &minimal)];
     println!(
@@ -454,7 +490,7 @@ async fn bench() {
     );
 
     // Warm up: prepare statements on every connection of every pool.
-    for side in [&annals, &same, &minimal, &quiet] {
+    for side in [&annals, &same, &minimal, &quiet, &cached] {
         concurrent(side.clone(), "warm".to_owned()).await;
     }
 
@@ -508,7 +544,7 @@ async fn bench() {
     let counting = reset_statements(&pool).await;
     let mut t = Vec::new();
     let mut retries = Vec::new();
-    for side in three {
+    for side in [&annals, &same, &minimal, &cached] {
         let (time, r) = contended(side).await;
         t.push(time);
         retries.push(r);
@@ -521,7 +557,27 @@ async fn bench() {
         [t[0], t[1], t[2]],
         Some(800.0),
     );
+    print_cached(t[3], t[0], t[1], t[2], 800.0);
     if counting {
         print_server_times(&pool, "INSERT", &named).await;
+    }
+
+    // 5) Sequential commands on streams used before, with and without the cache.
+    let sides = [&annals, &same, &minimal, &cached];
+    let counting = reset_statements(&pool).await;
+    let t = measure(&sides, "w5", existing).await;
+    print_sides(
+        "5) 2,000 commands over 20 streams, sequential (after the first 20: streams used before):",
+        [t[0], t[1], t[2]],
+        Some(2000.0),
+    );
+    print_cached(t[3], t[0], t[1], t[2], 2000.0);
+    if counting {
+        let mut line = "   round trips per command:".to_owned();
+        for (name, side) in [named[0], named[1], named[2], ("annals cached", &cached)] {
+            let calls = server_time(&pool, &side.schema(), "").await.map_or(0, |(calls, _)| calls);
+            line += &format!(" {name} {:.2};", calls as f64 / (2000 * ROUNDS) as f64);
+        }
+        println!("{}", line.trim_end_matches(';'));
     }
 }

@@ -9,9 +9,11 @@ use futures::{FutureExt, TryStreamExt};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+mod cache;
 mod idempotency;
 mod queue;
 
+use self::cache::StateCache;
 use self::idempotency::KeyedIds;
 use self::queue::StreamQueue;
 use crate::aggregate::{Aggregate, Handle};
@@ -154,6 +156,7 @@ pub struct Repository<A, S> {
     retry: RetryPolicy,
     snapshots: Option<Snapshots<A, S>>,
     queue: StreamQueue,
+    cache: Option<StateCache<A>>,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -192,6 +195,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
             retry: self.retry,
             snapshots: self.snapshots.clone(),
             queue: self.queue.clone(),
+            cache: self.cache.clone(),
             aggregate: PhantomData,
         }
     }
@@ -205,6 +209,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             retry: RetryPolicy::default(),
             snapshots: None,
             queue: StreamQueue::default(),
+            cache: None,
             aggregate: PhantomData,
         }
     }
@@ -224,6 +229,47 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             load: |store, stream| async move { store.load_snapshot(&stream).await }.boxed(),
             save: |store, snapshot| async move { store.save_snapshot(snapshot).await }.boxed(),
         });
+        self
+    }
+
+    /// The same repository, keeping the state each command leaves behind for up to
+    /// `capacity` aggregates (the least recently used go first), shared by its clones: the
+    /// next command on one of them starts from it instead of loading the stream, so it
+    /// costs one round trip (the append) instead of two.
+    ///
+    /// Safe with other writers: the append expects the cached version, so if another
+    /// process appended meanwhile, the append is a conflict, the entry is dropped, and the
+    /// command loads the stream and decides again. Loads ([`load`](Self::load) and the
+    /// time-travel reads) never use the cache; a command with an
+    /// [idempotency key](Metadata::idempotency_key) loads the stream, to find an earlier
+    /// execution.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # use annals_memory::MemoryStore;
+    /// # #[derive(Aggregate, Default, Clone)]
+    /// # #[aggregate(events(Noted))]
+    /// # struct Notebook { notes: u32 }
+    /// # #[derive(Event, serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+    /// # struct Noted;
+    /// # impl Apply<Noted> for Notebook { fn apply(&mut self, _: Noted) { self.notes += 1; } }
+    /// # struct Note;
+    /// # impl Handle<Note> for Notebook {
+    /// #     fn handle(&self, _: &Note) -> Decision<Self> { Ok(vec![Noted.into()]) }
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let notebooks = Repository::<Notebook, _>::new(MemoryStore::new()).with_cache(10_000);
+    /// notebooks.execute("n1", Note).await?;
+    /// let second = notebooks.execute("n1", Note).await?; // no load: one round trip
+    /// assert_eq!((second.version, second.state.notes), (2, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn with_cache(mut self, capacity: usize) -> Self
+    where
+        A: Clone,
+    {
+        self.cache = Some(StateCache::new(capacity, A::clone));
         self
     }
 
@@ -430,11 +476,21 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         // time budget); `decisions` counts how often the command was decided.
         let mut tries = self.retry.start();
         let mut decisions = 0;
+        // The cached state, on the first try of a command without a key; a conflict
+        // drops it, and the retries load.
+        let mut cached = match (&self.cache, &keyed) {
+            (Some(cache), None) => cache.get(&stream),
+            _ => None,
+        };
         loop {
             if let Some(keyed) = &mut keyed {
                 keyed.forget();
             }
-            let Loaded { mut state, version } = match self.load_latest_watching(&stream, &mut keyed).await {
+            let loaded = match cached.take() {
+                Some((state, version)) => Ok(Loaded { state, version }),
+                None => self.load_latest_watching(&stream, &mut keyed).await,
+            };
+            let Loaded { mut state, version } = match loaded {
                 Err(LoadError::Store(e)) if e.is_transient() => {
                     if tries.wait_after_failure().await {
                         continue;
@@ -448,8 +504,15 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 return Ok(Committed { state, version, events: first, attempts: decisions });
             }
             decisions = decisions.saturating_add(1);
-            let decided = state.handle(&command).map_err(ExecuteError::Rejected)?;
+            let decided = match state.handle(&command) {
+                Ok(decided) => decided,
+                Err(rejected) => {
+                    self.remember(&stream, &state, version);
+                    return Err(ExecuteError::Rejected(rejected));
+                }
+            };
             if decided.is_empty() {
+                self.remember(&stream, &state, version);
                 return Ok(Committed { state, version, events: Vec::new(), attempts: decisions });
             }
             // The ids are fixed before the first send (derived from the idempotency key, if
@@ -472,6 +535,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         state.apply_event(event);
                     }
                     let new_version = events.last().map_or(version, |e| e.stream_version);
+                    self.remember(&stream, &state, new_version);
                     if let Some(snapshots) = &self.snapshots {
                         if snapshots.policy.after_append(version, new_version) {
                             self.save_snapshot_in_background(&stream, &state, new_version, snapshots);
@@ -480,6 +544,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     return Ok(Committed { state, version: new_version, events, attempts: decisions });
                 }
                 Err(e) if e.is_conflict() => {
+                    if let Some(cache) = &self.cache {
+                        cache.forget(&stream);
+                    }
                     if !tries.wait_after_failure().await {
                         return Err(ExecuteError::Conflict { stream, attempts: decisions, waited: tries.elapsed() });
                     }
@@ -502,6 +569,15 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 }
                 Err(e) => return Err(ExecuteError::Store(e)),
             }
+        }
+    }
+}
+
+impl<A: Aggregate, S: EventStore> Repository<A, S> {
+    /// Keeps `state` at `version` for the next command on `stream`, when caching.
+    fn remember(&self, stream: &str, state: &A, version: u64) {
+        if let Some(cache) = &self.cache {
+            cache.put(stream, state, version);
         }
     }
 }
