@@ -88,8 +88,17 @@ mod changed_silently {
 mod bumped {
     use super::*;
 
+    /// Version 1 called the quantity `qty` and could carry a gift wrapping.
+    fn v1_to_v2(mut v1: serde_json::Value) -> Result<serde_json::Value, annals::BoxError> {
+        let object = v1.as_object_mut().ok_or("a v1 `cart.item_added` is an object")?;
+        let qty = object.remove("qty").ok_or("a v1 `cart.item_added` has a `qty`")?;
+        object.remove("gift");
+        object.insert("quantity".into(), qty);
+        Ok(v1)
+    }
+
     #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
-    #[event(name = "cart.item_added", version = 2)]
+    #[event(name = "cart.item_added", version = 2, upcast(from = 1, with = v1_to_v2))]
     pub struct ItemAdded {
         pub sku: String,
         pub quantity: u32,

@@ -85,8 +85,8 @@ pub trait Apply<E> {
 /// the [`Repository`](crate::Repository) reloads the state and decides again.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` does not handle `{C}`",
-    label = "`{C}` is listed in `commands(...)` but has no `Handle` impl",
-    note = "add `impl annals::Handle<{C}> for {Self} {{ fn handle(&self, command: &{C}) -> annals::Decision<Self> {{ ... }} }}`"
+    label = "`{Self}` has no `impl annals::Handle<{C}>`",
+    note = "add `impl annals::Handle<{C}> for {Self} {{ fn handle(&self, command: &{C}) -> annals::Decision<Self> {{ ... }} }}`, and list `{C}` in `#[aggregate(commands(...))]` if the command enum should carry it"
 )]
 pub trait Handle<C>: Aggregate {
     /// The events `command` produces, or why it is rejected.

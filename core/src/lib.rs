@@ -94,6 +94,7 @@ pub use store::{EventFeed, EventStore, ExpectedVersion, StoreError, VersionRange
 /// #[event(
 ///     name = "cart.item_added",                  // stable stored name; default: the type's name
 ///     version = 3,                               // payload schema version; default: 1
+///     oldest = 1,                                // the oldest version ever stored; default: 1
 ///     previous = ItemAddedV2,                    // optional: the v2 type, with `impl From<ItemAddedV2> for ItemAdded`
 ///     upcast(from = 1, with = v1_to_v2),         // optional, repeatable: JSON of v1 → JSON of v2
 ///     aliases("ItemAdded", "cart.added"),        // optional: older stored names of this event
@@ -102,10 +103,14 @@ pub use store::{EventFeed, EventStore, ExpectedVersion, StoreError, VersionRange
 ///
 /// `previous` and `upcast` describe how older stored versions become the current one
 /// (see [`Event`](trait@Event#schema-evolution)); they need `version` of 2 or more and
-/// cannot be combined on one type. With `upcast`, every older version needs one
-/// (`from = 1` up to `from = version - 1`); `with` names a
+/// cannot be combined on one type. An event at version 2 or more needs one of them, or
+/// `oldest`: with `upcast`, every stored older version needs one (`from = oldest` up to
+/// `from = version - 1`); `with` names a
 /// `fn(serde_json::Value) -> Result<serde_json::Value, annals::BoxError>`. With
-/// `previous = T`, `T` must be at `version - 1`. All of this is checked at compile time.
+/// `previous = T`, `T` must be at `version - 1`. `oldest = n` says no version before `n`
+/// was ever stored: an event new at version 2 writes `version = 2, oldest = 2` and needs
+/// no upcaster (a stored older version then fails to decode with
+/// [`DecodeError::NoUpcaster`]). All of this is checked at compile time.
 pub use annals_macros::Event;
 
 /// Derives [`Aggregate`](trait@Aggregate) and generates the aggregate's event and command enums.
@@ -179,6 +184,16 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use serde_json;
+
+    /// Implemented by `#[derive(Projection)]` for each event in its `events(...)`.
+    /// [`On<E>`](crate::On) requires it: a handler for an event the projection does not
+    /// list would never be called, so it does not compile.
+    #[diagnostic::on_unimplemented(
+        message = "`{E}` is not listed in `#[projection(events(...))]` of `{Self}`, so this `On<{E}>` would never be called",
+        label = "`{Self}` does not list `{E}`",
+        note = "add `{E}` to `#[projection(events(...))]` on `{Self}`, or remove this impl"
+    )]
+    pub trait ListsEvent<E> {}
 
     /// Decodes `envelope` as `E`: what the generated `EventSet::decode` calls for the
     /// variant whose stored name matched.

@@ -50,7 +50,7 @@ pub trait Projection: Send + 'static {
     label = "`{E}` is listed in `events(...)` but has no `On` impl",
     note = "add `impl annals::On<{E}> for {Self} {{ async fn on(&mut self, event: {E}, envelope: &annals::Envelope, context: &mut <Self as annals::Projection>::Context) -> Result<(), annals::BoxError> {{ ... }} }}`"
 )]
-pub trait On<E: Event>: Projection {
+pub trait On<E: Event>: Projection + crate::__private::ListsEvent<E> {
     /// Updates the read model with `event`. An error stops the subscription at this event
     /// (after retries): nothing after it is applied until it succeeds.
     fn on(

@@ -6,17 +6,18 @@ use std::fmt;
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Symbol(&'static str);
 
-// #[event(name = "cart.item_added", version = 3, previous = ItemAddedV2,
+// #[event(name = "cart.item_added", version = 3, oldest = 1, previous = ItemAddedV2,
 //         upcast(from = 1, with = v1_to_v2), aliases("ItemAdded"))]
 pub(crate) const EVENT: Symbol = Symbol("event");
 pub(crate) const NAME: Symbol = Symbol("name");
 pub(crate) const VERSION: Symbol = Symbol("version");
+pub(crate) const OLDEST: Symbol = Symbol("oldest");
 pub(crate) const PREVIOUS: Symbol = Symbol("previous");
 pub(crate) const UPCAST: Symbol = Symbol("upcast");
 pub(crate) const ALIASES: Symbol = Symbol("aliases");
 
 /// The keys of `#[event(...)]`, in the order the error messages list them.
-pub(crate) const EVENT_KEYS: &[Symbol] = &[NAME, VERSION, PREVIOUS, UPCAST, ALIASES];
+pub(crate) const EVENT_KEYS: &[Symbol] = &[NAME, VERSION, OLDEST, PREVIOUS, UPCAST, ALIASES];
 
 // upcast(from = 1, with = v1_to_v2)
 pub(crate) const FROM: Symbol = Symbol("from");

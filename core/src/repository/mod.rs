@@ -449,11 +449,20 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Executes `command` on aggregate `id`: loads it, decides, and appends the new
     /// events expecting the loaded version. On a conflict it reloads and decides again,
     /// as the [`RetryPolicy`] allows.
-    pub async fn execute<C>(&self, id: &str, command: C) -> Result<Committed<A>, ExecuteError<A::Error>>
+    ///
+    ///
+    /// (It returns a boxed future rather than being an `async fn`: a command the aggregate
+    /// does not handle is then one compile error at the call, instead of one each for the
+    /// call, its future and its `.await`.)
+    pub fn execute<'a, C: Send + 'a>(
+        &'a self,
+        id: &'a str,
+        command: C,
+    ) -> BoxFuture<'a, Result<Committed<A>, ExecuteError<A::Error>>>
     where
         A: Handle<C>,
     {
-        self.execute_with(id, command, Metadata::default()).await
+        self.execute_with(id, command, Metadata::default()).boxed()
     }
 
     /// Like [`execute`](Self::execute), stamping `metadata` (correlation and causation

@@ -8,7 +8,7 @@ use syn::{DeriveInput, LitInt, LitStr, Path, TypePath};
 
 use crate::errors::Errors;
 use crate::meta::{self, List, Slot};
-use crate::symbol::{ALIASES, EVENT, EVENT_KEYS, FROM, NAME, PREVIOUS, UPCAST, UPCAST_KEYS, VERSION, WITH};
+use crate::symbol::{ALIASES, EVENT, EVENT_KEYS, FROM, NAME, OLDEST, PREVIOUS, UPCAST, UPCAST_KEYS, VERSION, WITH};
 
 /// What the error messages suggest writing.
 pub(super) const USAGE: &str = "`#[event(name = \"cart.item_added\", version = 2)]`";
@@ -20,9 +20,16 @@ pub(super) struct Attrs {
     pub(super) version: Option<(LitInt, u32)>,
     /// Whether `version` was written at all (an invalid value is already reported).
     pub(super) version_written: bool,
+    /// The oldest version ever stored, with its literal.
+    pub(super) oldest: Option<(LitInt, u32)>,
+    /// Whether `oldest` was written at all (an invalid value is already reported).
+    pub(super) oldest_written: bool,
     /// The tokens `previous = T` and `T`.
     pub(super) previous: Option<(TokenStream, TypePath)>,
     pub(super) upcasts: Vec<Upcast>,
+    /// Whether `previous` or an `upcast(...)` was written at all (an invalid one is
+    /// already reported).
+    pub(super) evolution_written: bool,
     pub(super) aliases: Option<List<LitStr>>,
 }
 
@@ -43,9 +50,11 @@ pub(super) struct Upcast {
 pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
     let mut name = Slot::new(EVENT, NAME);
     let mut version = Slot::new(EVENT, VERSION);
+    let mut oldest = Slot::new(EVENT, OLDEST);
     let mut previous = Slot::new(EVENT, PREVIOUS);
     let mut aliases = Slot::new(EVENT, ALIASES);
     let mut upcasts = Vec::new();
+    let mut upcast_written = false;
     meta::parse_attrs(&input.attrs, EVENT, USAGE, errors, |meta, errors| {
         let path = &meta.path;
         if *path == NAME {
@@ -58,6 +67,11 @@ pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
             let lit = meta::assign::<LitInt>(meta, errors, "expected an integer such as `version = 2`")?;
             let value = lit.and_then(|lit| check_version(&lit, errors).map(|version| (lit, version)));
             version.set(errors, path, value);
+        } else if *path == OLDEST {
+            // #[event(version = 2, oldest = 2)]
+            let lit = meta::assign::<LitInt>(meta, errors, "expected an integer such as `oldest = 2`")?;
+            let value = lit.and_then(|lit| check_version(&lit, errors).map(|version| (lit, version)));
+            oldest.set(errors, path, value);
         } else if *path == PREVIOUS {
             // #[event(previous = ItemAddedV2)]
             let ty = meta::assign::<TypePath>(
@@ -69,6 +83,7 @@ pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
             previous.set(errors, path, value);
         } else if *path == UPCAST {
             // #[event(upcast(from = 1, with = item_added_v1_to_v2))]
+            upcast_written = true;
             if let Some(upcast) = parse_upcast(meta, errors)? {
                 upcasts.push(upcast);
             }
@@ -90,6 +105,9 @@ pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
         name: name.get(),
         version_written: version.written(),
         version: version.get(),
+        oldest_written: oldest.written(),
+        oldest: oldest.get(),
+        evolution_written: upcast_written || previous.written(),
         previous: previous.get(),
         upcasts,
         aliases: aliases.get(),

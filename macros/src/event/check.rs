@@ -25,10 +25,18 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
         None => Vec::new(),
     };
 
-    // With an invalid `version` (already reported) the version rules cannot be checked.
-    let version_known = attrs.version.is_some() || !attrs.version_written;
+    // With an invalid `version` or `oldest` (already reported) the version rules cannot
+    // be checked.
+    let version_known =
+        (attrs.version.is_some() || !attrs.version_written) && (attrs.oldest.is_some() || !attrs.oldest_written);
+    let oldest = attrs.oldest.as_ref().map_or(1, |(_, oldest)| *oldest);
     let mut evolution = Evolution::None;
-    if version_known && version == 1 {
+    if let Some((lit, _)) = attrs.oldest.as_ref().filter(|_| version_known && oldest > version) {
+        errors.spanned(
+            lit,
+            format!("`oldest = {oldest}` is newer than `{ident}`'s version {version}; `oldest` is the oldest version ever stored, from 1 to {version}"),
+        );
+    } else if version_known && version == 1 {
         let first = attrs.previous.as_ref().map(|(tokens, _)| tokens).or(attrs.upcasts.first().map(|u| &u.tokens));
         if let Some(first) = first {
             errors.spanned(
@@ -39,6 +47,15 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
     } else if !version_known {
         // Without a valid version no upcasting is generated: it would only add errors.
     } else if let Some((tokens, previous)) = attrs.previous {
+        if let Some((lit, _)) = &attrs.oldest {
+            errors.spanned(
+                lit,
+                format!(
+                    "`oldest` and `previous` cannot be combined: with `previous`, versions before {version} decode through `{}`, which says which versions it reads; remove `oldest`",
+                    crate::event_list::display(&previous),
+                ),
+            );
+        }
         if !attrs.upcasts.is_empty() {
             errors.spanned(
                 tokens,
@@ -50,7 +67,20 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
         }
         evolution = Evolution::Previous(previous);
     } else if !attrs.upcasts.is_empty() {
-        evolution = Evolution::Upcast(upcasts(ident, attrs.upcasts, version, attrs.version.as_ref(), errors));
+        let lits = Lits { version: attrs.version.as_ref(), oldest: attrs.oldest.as_ref() };
+        evolution = Evolution::Upcast(upcasts(ident, attrs.upcasts, version, oldest, lits, errors));
+    } else if oldest < version && !attrs.evolution_written {
+        // Neither `previous` nor `upcast(...)`: older stored versions could not be read.
+        let older = (oldest..version).map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ");
+        let message = format!(
+            "`{ident}` is at version {version}, but nothing says how a stored {older} reads; add `upcast(from = {oldest}, with = v{oldest}_to_v{next})` (each a {UPCASTER}) or `previous = {ident}V{prev}` (the type of version {prev}, with `From<{ident}V{prev}> for {ident}`); if no version before {version} was ever stored (the event is new at version {version}), write `oldest = {version}`",
+            next = oldest + 1,
+            prev = version - 1,
+        );
+        match (&attrs.oldest, &attrs.version) {
+            (Some((lit, _)), _) | (None, Some((lit, _))) => errors.spanned(lit, message),
+            (None, None) => errors.spanned(ident, message),
+        }
     }
 
     expandable.then_some(Model { ident, name, version, aliases, evolution })
@@ -107,18 +137,26 @@ fn aliases(tokens: &proc_macro2::TokenStream, items: Vec<LitStr>, name: &LitStr,
     valid
 }
 
-/// The raw upcasters by the version they start from. Every version from 1 to
+/// The literals of `version` and `oldest`, to point at.
+struct Lits<'a> {
+    version: Option<&'a (syn::LitInt, u32)>,
+    oldest: Option<&'a (syn::LitInt, u32)>,
+}
+
+/// The raw upcasters by the version they start from. Every version from `oldest` to
 /// `version - 1` needs exactly one.
 fn upcasts(
     ident: &syn::Ident,
     upcasts: Vec<Upcast>,
     version: u32,
-    version_lit: Option<&(syn::LitInt, u32)>,
+    oldest: u32,
+    lits: Lits<'_>,
     errors: &mut Errors,
 ) -> BTreeMap<u32, syn::Path> {
-    let range = match version {
-        0..=2 => "`from` can only be 1".to_owned(),
-        _ => format!("`from` ranges from 1 to {}", version - 1),
+    let range = if version.saturating_sub(oldest) <= 1 {
+        format!("`from` can only be {oldest}")
+    } else {
+        format!("`from` ranges from {oldest} to {}", version - 1)
     };
     let mut by_version = BTreeMap::new();
     // Whether an upcaster's `from` is missing or invalid (already reported): the versions
@@ -138,6 +176,14 @@ fn upcasts(
         let from = from.and_then(|(lit, from)| {
             if from == 0 {
                 errors.spanned(&lit, format!("event versions start at 1, so no version 0 is stored; {range}"));
+                return None;
+            }
+            if from < oldest {
+                let lit_oldest = lits.oldest.map_or(String::new(), |(lit, _)| format!(" (`oldest = {lit}`)"));
+                errors.spanned(
+                    &lit,
+                    format!("`from = {from}` is older than the oldest stored version {oldest}{lit_oldest}: no such version is stored, so it needs no upcaster; remove this `upcast(...)`, or lower `oldest`"),
+                );
                 return None;
             }
             if from >= version {
@@ -168,7 +214,7 @@ fn upcasts(
             by_version.insert(from, with);
         }
     }
-    let missing: Vec<u32> = (1..version).filter(|v| !written.contains(v)).collect();
+    let missing: Vec<u32> = (oldest..version).filter(|v| !written.contains(v)).collect();
     if !bad_from && !missing.is_empty() {
         let list = missing.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ");
         let fix = missing
@@ -176,12 +222,20 @@ fn upcasts(
             .map(|v| format!("`upcast(from = {v}, with = v{v}_to_v{})`", v + 1))
             .collect::<Vec<_>>()
             .join(", ");
+        // The oldest versions only: perhaps never stored.
+        let newest_missing = missing.last().copied().unwrap_or(oldest);
+        let prefix = missing.iter().copied().eq(oldest..=newest_missing);
+        let never_stored = if prefix {
+            format!("; or, if no {list} was ever stored, write `oldest = {}`", newest_missing + 1)
+        } else {
+            String::new()
+        };
         let message = format!(
-            "`{ident}` is at version {version}, but no upcaster starts from {list}: every older version needs one; add {fix}, each a {UPCASTER}"
+            "`{ident}` is at version {version}, but no upcaster starts from {list}: every older stored version needs one; add {fix}, each a {UPCASTER}{never_stored}"
         );
-        match version_lit {
-            Some((lit, _)) => errors.spanned(lit, message),
-            None => errors.spanned(ident, message),
+        match (lits.oldest, lits.version) {
+            (Some((lit, _)), _) | (None, Some((lit, _))) => errors.spanned(lit, message),
+            (None, None) => errors.spanned(ident, message),
         }
     }
     by_version

@@ -27,6 +27,25 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
         }
     });
     let unique_names = event_list::unique_names(&events.iter().collect::<Vec<_>>(), &ident.to_string());
+    // `On<E>` requires it: a handler of an event not listed here does not compile. With
+    // no valid list (its error is reported), every event counts as listed, so that the
+    // user's `On` impls do not add an error each.
+    let listed: Vec<TokenStream> = if events.is_empty() {
+        vec![quote! {
+            #[automatically_derived]
+            impl<__E> ::annals::__private::ListsEvent<__E> for #ident {}
+        }]
+    } else {
+        events
+            .iter()
+            .map(|ty| {
+                quote_spanned! {at(ty)=>
+                    #[automatically_derived]
+                    impl ::annals::__private::ListsEvent<#ty> for #ident {}
+                }
+            })
+            .collect()
+    };
     quote! {
         const _: () = {
             #[automatically_derived]
@@ -51,6 +70,7 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
             }
 
             #unique_names
+            #(#listed)*
         };
     }
 }

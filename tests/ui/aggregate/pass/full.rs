@@ -13,7 +13,7 @@ mod events {
     }
 
     #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
-    #[event(name = "cart.item_removed", version = 2)]
+    #[event(name = "cart.item_removed", version = 2, oldest = 2)]
     pub struct ItemRemoved {
         pub sku: String,
     }

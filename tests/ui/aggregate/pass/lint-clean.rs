@@ -14,7 +14,7 @@ pub struct Opened;
 
 /// An event with an explicit name and version.
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[event(name = "lint.noted", version = 2)]
+#[event(name = "lint.noted", version = 2, oldest = 2)]
 pub struct Noted {
     /// The note.
     pub text: String,

@@ -4,14 +4,14 @@ use annals::Event;
 use serde::{Deserialize, Serialize};
 
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[event(name = "cart.item_added", version = 3)]
+#[event(name = "cart.item_added", version = 3, oldest = 3)]
 pub struct ItemAdded {
     pub sku: String,
 }
 
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[event(name = "cart.checked_out")]
-#[event(version = 2)]
+#[event(version = 2, oldest = 2)]
 pub struct CheckedOut;
 
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
