@@ -64,6 +64,32 @@ impl Envelope {
         }
         crate::event::decode_event(self)
     }
+
+    /// The id of the aggregate the event belongs to: the stream id after its category
+    /// (an aggregate's streams are `{name}-{id}`, and names hold no `-`). The whole stream
+    /// id for a stream without a category.
+    ///
+    /// ```
+    /// # let mut envelope: annals::Envelope = serde_json::from_value(serde_json::json!({
+    /// #     "event_id": "0191e4b2-0000-7000-8000-000000000000", "stream_id": "cart-42",
+    /// #     "stream_version": 1, "global_position": 1, "recorded_at": "2026-01-01T00:00:00Z",
+    /// #     "event_type": "cart.item_added", "event_version": 1, "payload": null, "metadata": {}
+    /// # })).unwrap();
+    /// assert_eq!((envelope.category(), envelope.aggregate_id()), (Some("cart"), "42"));
+    /// envelope.stream_id = "order-2026-17".into();
+    /// assert_eq!((envelope.category(), envelope.aggregate_id()), (Some("order"), "2026-17"));
+    /// envelope.stream_id = "singleton".into();
+    /// assert_eq!((envelope.category(), envelope.aggregate_id()), (None, "singleton"));
+    /// ```
+    pub fn aggregate_id(&self) -> &str {
+        self.stream_id.split_once('-').map_or(self.stream_id.as_str(), |(_, id)| id)
+    }
+
+    /// The category of the event's stream: the aggregate's name (`cart` for `cart-42`);
+    /// `None` for a stream id without a `-`.
+    pub fn category(&self) -> Option<&str> {
+        self.stream_id.split_once('-').map(|(category, _)| category)
+    }
 }
 
 /// An event about to be appended: the store assigns its version, position and time.

@@ -20,6 +20,7 @@ mod aggregate;
 mod errors;
 mod event;
 mod event_list;
+mod krate;
 mod meta;
 mod projection;
 mod symbol;

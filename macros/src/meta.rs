@@ -113,7 +113,12 @@ pub(crate) fn unknown_key(
     rest(meta.input)?;
     let path = &meta.path;
     let written = path.to_token_stream().to_string().replace(' ', "");
-    errors.spanned(path, format!("unknown {attr} attribute `{written}`; expected one of {}", symbol::list(keys)));
+    let hint = match symbol::closest(&written, keys) {
+        Some(key) => format!("did you mean `{key}`? "),
+        None => String::new(),
+    };
+    errors.spanned(path, format!("unknown {attr} attribute `{written}`; {hint}expected one of {}", symbol::list(keys)));
+    errors.saw_unknown_key();
     Ok(())
 }
 
@@ -247,4 +252,24 @@ fn spanned_or(errors: &mut Errors, tokens: TokenStream, span: Span, message: imp
     } else {
         errors.spanned(tokens, message);
     }
+}
+
+/// `crate = "path"`: the path annals is found at. Records an error on a value that is not
+/// a string holding a path.
+pub(crate) fn crate_path(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Option<TokenStream>> {
+    let lit = assign::<syn::LitStr>(
+        meta,
+        errors,
+        "expected the path of annals as a string, such as `crate = \"my_annals\"`",
+    )?;
+    Ok(lit.and_then(|lit| match lit.parse::<syn::Path>() {
+        Ok(path) => Some(path.to_token_stream()),
+        Err(_) => {
+            errors.spanned(
+                &lit,
+                "expected a path such as `crate = \"my_annals\"` or `crate = \"crate::reexports::annals\"`",
+            );
+            None
+        }
+    }))
 }

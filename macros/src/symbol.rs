@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// The name of an attribute or of a key inside one.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Symbol(&'static str);
 
 // #[event(name = "cart.item_added", version = 3, oldest = 1, previous = ItemAddedV2,
@@ -15,9 +15,11 @@ pub(crate) const OLDEST: Symbol = Symbol("oldest");
 pub(crate) const PREVIOUS: Symbol = Symbol("previous");
 pub(crate) const UPCAST: Symbol = Symbol("upcast");
 pub(crate) const ALIASES: Symbol = Symbol("aliases");
+/// `crate = "path"`, on every derive: where annals is, when renamed or re-exported.
+pub(crate) const CRATE: Symbol = Symbol("crate");
 
 /// The keys of `#[event(...)]`, in the order the error messages list them.
-pub(crate) const EVENT_KEYS: &[Symbol] = &[NAME, VERSION, OLDEST, PREVIOUS, UPCAST, ALIASES];
+pub(crate) const EVENT_KEYS: &[Symbol] = &[NAME, VERSION, OLDEST, PREVIOUS, UPCAST, ALIASES, CRATE];
 
 // upcast(from = 1, with = v1_to_v2)
 pub(crate) const FROM: Symbol = Symbol("from");
@@ -36,14 +38,14 @@ pub(crate) const EVENT_ENUM: Symbol = Symbol("event_enum");
 pub(crate) const COMMAND_ENUM: Symbol = Symbol("command_enum");
 
 /// The keys of `#[aggregate(...)]`, in the order the error messages list them.
-pub(crate) const AGGREGATE_KEYS: &[Symbol] = &[NAME, EVENTS, COMMANDS, ERROR, EVENT_ENUM, COMMAND_ENUM];
+pub(crate) const AGGREGATE_KEYS: &[Symbol] = &[NAME, EVENTS, COMMANDS, ERROR, EVENT_ENUM, COMMAND_ENUM, CRATE];
 
 // #[projection(name = "cart_summaries", events(ItemAdded), context = PgConnection)]
 pub(crate) const PROJECTION: Symbol = Symbol("projection");
 pub(crate) const CONTEXT: Symbol = Symbol("context");
 
 /// The keys of `#[projection(...)]`, in the order the error messages list them.
-pub(crate) const PROJECTION_KEYS: &[Symbol] = &[NAME, EVENTS, CONTEXT];
+pub(crate) const PROJECTION_KEYS: &[Symbol] = &[NAME, EVENTS, CONTEXT, CRATE];
 
 impl Symbol {
     /// The name as written in source.
@@ -67,4 +69,52 @@ impl PartialEq<Symbol> for syn::Path {
 /// "`a`, `b`, `c`": the accepted keys, for "expected one of ..." messages.
 pub(crate) fn list(symbols: &[Symbol]) -> String {
     symbols.iter().map(|symbol| format!("`{symbol}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// The key `written` most likely meant: the one at the smallest edit distance (letters
+/// inserted, removed, replaced or swapped), if it is close enough to be a typo.
+pub(crate) fn closest(written: &str, symbols: &[Symbol]) -> Option<Symbol> {
+    symbols
+        .iter()
+        .map(|symbol| (distance(written, symbol.0), *symbol))
+        .filter(|(distance, symbol)| *distance <= (symbol.0.len() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, symbol)| symbol)
+}
+
+/// The optimal string alignment distance between `a` and `b`.
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_find_their_key() {
+        assert_eq!(closest("evnets", AGGREGATE_KEYS), Some(EVENTS));
+        assert_eq!(closest("comands", AGGREGATE_KEYS), Some(COMMANDS));
+        assert_eq!(closest("nme", EVENT_KEYS), Some(NAME));
+        assert_eq!(closest("schema::v", EVENT_KEYS), None);
+        assert_eq!(closest("colour", PROJECTION_KEYS), None);
+    }
 }

@@ -9,13 +9,15 @@ use syn::{DeriveInput, Ident, LitStr, Type, TypePath};
 
 use crate::errors::Errors;
 use crate::meta::{self, List, Slot};
-use crate::symbol::{AGGREGATE, AGGREGATE_KEYS, COMMANDS, COMMAND_ENUM, ERROR, EVENTS, EVENT_ENUM, NAME};
+use crate::symbol::{AGGREGATE, AGGREGATE_KEYS, COMMANDS, COMMAND_ENUM, CRATE, ERROR, EVENTS, EVENT_ENUM, NAME};
 
 /// What the error messages suggest writing.
 pub(super) const USAGE: &str = "`#[aggregate(events(ItemAdded, ItemRemoved), commands(AddItem))]`";
 
 /// The attributes as written; `None` when absent or invalid (the error is recorded).
 pub(super) struct Attrs {
+    /// `crate = "..."`: where annals is, when renamed or re-exported.
+    pub(super) krate: Option<TokenStream>,
     pub(super) name: Option<LitStr>,
     pub(super) events: Option<List<TypePath>>,
     /// Whether `events` was written at all (an invalid value is already reported).
@@ -31,6 +33,7 @@ pub(super) struct Attrs {
 
 pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
     let mut name = Slot::new(AGGREGATE, NAME);
+    let mut krate = Slot::new(AGGREGATE, CRATE);
     let mut events = Slot::new(AGGREGATE, EVENTS);
     let mut commands = Slot::new(AGGREGATE, COMMANDS);
     let mut error = Slot::new(AGGREGATE, ERROR);
@@ -78,6 +81,10 @@ pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
                 (tokens, ident)
             });
             command_enum.set(errors, path, value);
+        } else if *path == CRATE {
+            // #[aggregate(crate = "my_annals")]
+            let value = meta::crate_path(meta, errors)?;
+            krate.set(errors, path, value);
         } else {
             meta::unknown_key(meta, AGGREGATE, AGGREGATE_KEYS, errors)?;
         }
@@ -85,6 +92,7 @@ pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
     });
 
     Attrs {
+        krate: krate.get(),
         name: name.get(),
         events_written: events.written(),
         events: events.get(),

@@ -36,7 +36,7 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
             Vec::new()
         }
         Some(list) => members(list, EVENTS.as_str(), errors),
-        None if attrs.events_written => Vec::new(),
+        None if attrs.events_written || errors.unknown_key() => Vec::new(),
         None => {
             let message = format!("missing `events(...)`: list the events `{ident}` applies, such as {USAGE}");
             match &attrs.first {

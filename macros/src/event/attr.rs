@@ -8,13 +8,17 @@ use syn::{DeriveInput, LitInt, LitStr, Path, TypePath};
 
 use crate::errors::Errors;
 use crate::meta::{self, List, Slot};
-use crate::symbol::{ALIASES, EVENT, EVENT_KEYS, FROM, NAME, OLDEST, PREVIOUS, UPCAST, UPCAST_KEYS, VERSION, WITH};
+use crate::symbol::{
+    ALIASES, CRATE, EVENT, EVENT_KEYS, FROM, NAME, OLDEST, PREVIOUS, UPCAST, UPCAST_KEYS, VERSION, WITH,
+};
 
 /// What the error messages suggest writing.
 pub(super) const USAGE: &str = "`#[event(name = \"cart.item_added\", version = 2)]`";
 
 /// The attributes as written; `None` when absent or invalid (the error is recorded).
 pub(super) struct Attrs {
+    /// `crate = "..."`: where annals is, when renamed or re-exported.
+    pub(super) krate: Option<TokenStream>,
     pub(super) name: Option<LitStr>,
     /// The version with its literal, to point at.
     pub(super) version: Option<(LitInt, u32)>,
@@ -49,6 +53,7 @@ pub(super) struct Upcast {
 
 pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
     let mut name = Slot::new(EVENT, NAME);
+    let mut krate = Slot::new(EVENT, CRATE);
     let mut version = Slot::new(EVENT, VERSION);
     let mut oldest = Slot::new(EVENT, OLDEST);
     let mut previous = Slot::new(EVENT, PREVIOUS);
@@ -96,12 +101,17 @@ pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
                 "expected a string such as `\"ItemAdded\"`: a name this event was stored under",
             )?;
             aliases.set(errors, path, value);
+        } else if *path == CRATE {
+            // #[event(crate = "my_annals")]
+            let value = meta::crate_path(meta, errors)?;
+            krate.set(errors, path, value);
         } else {
             meta::unknown_key(meta, EVENT, EVENT_KEYS, errors)?;
         }
         Ok(())
     });
     Attrs {
+        krate: krate.get(),
         name: name.get(),
         version_written: version.written(),
         version: version.get(),

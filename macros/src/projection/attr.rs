@@ -9,13 +9,15 @@ use syn::{DeriveInput, LitStr, Type, TypePath};
 
 use crate::errors::Errors;
 use crate::meta::{self, List, Slot};
-use crate::symbol::{CONTEXT, EVENTS, NAME, PROJECTION, PROJECTION_KEYS};
+use crate::symbol::{CONTEXT, CRATE, EVENTS, NAME, PROJECTION, PROJECTION_KEYS};
 
 /// What the error messages suggest writing.
 pub(super) const USAGE: &str = "`#[projection(events(ItemAdded, ItemRemoved))]`";
 
 /// The attributes as written; `None` when absent or invalid (the error is recorded).
 pub(super) struct Attrs {
+    /// `crate = "..."`: where annals is, when renamed or re-exported.
+    pub(super) krate: Option<TokenStream>,
     pub(super) name: Option<LitStr>,
     pub(super) events: Option<List<TypePath>>,
     /// Whether `events` was written at all (an invalid value is already reported).
@@ -27,6 +29,7 @@ pub(super) struct Attrs {
 
 pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
     let mut name = Slot::new(PROJECTION, NAME);
+    let mut krate = Slot::new(PROJECTION, CRATE);
     let mut events = Slot::new(PROJECTION, EVENTS);
     let mut context = Slot::new(PROJECTION, CONTEXT);
 
@@ -53,6 +56,10 @@ pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
                 "expected a type such as `context = annals_postgres::PgConnection` (without quotes)",
             )?;
             context.set(errors, path, value);
+        } else if *path == CRATE {
+            // #[projection(crate = "my_annals")]
+            let value = meta::crate_path(meta, errors)?;
+            krate.set(errors, path, value);
         } else {
             meta::unknown_key(meta, PROJECTION, PROJECTION_KEYS, errors)?;
         }
@@ -60,6 +67,7 @@ pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
     });
 
     Attrs {
+        krate: krate.get(),
         name: name.get(),
         events_written: events.written(),
         events: events.get(),

@@ -47,7 +47,7 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
             }
             events
         }
-        None if attrs.events_written => Vec::new(),
+        None if attrs.events_written || errors.unknown_key() => Vec::new(),
         None => {
             let message = format!("missing `events(...)`: list the events `{ident}` handles, such as {USAGE}");
             match &attrs.first {
