@@ -1,5 +1,5 @@
-//! The cargo-generate template (`template/`) generates a project that compiles and passes
-//! its own tests against this checkout of annals.
+//! The cargo-generate template (`template/`) generates a project that compiles, passes
+//! its own tests against this checkout of annals, and passes clippy with warnings denied.
 //!
 //! cargo-generate is taken from `PATH`, `~/.cargo/bin`, or installed into
 //! `target/tools` on first use (its newest releases need a newer Rust than this
@@ -82,6 +82,13 @@ fn a_generated_service_compiles_and_passes_its_tests() {
             .current_dir(&project)
             .env("CARGO_TARGET_DIR", root.join("target/template-project")),
         "cargo test in the generated project",
+    );
+    run(
+        Command::new(env!("CARGO"))
+            .args(["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"])
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", root.join("target/template-project")),
+        "cargo clippy -D warnings in the generated project",
     );
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -46,7 +46,7 @@ use crate::event::EventSet;
     message = "`{Self}` is not an annals aggregate",
     note = "add `#[derive(annals::Aggregate)]` and `#[aggregate(events(...))]` to `{Self}`"
 )]
-pub trait Aggregate: Default + Send + Sync + Sized + 'static {
+pub trait Aggregate: Send + Sync + Sized + 'static {
     /// The aggregate's name; its streams are named `{NAME}-{id}`.
     const NAME: &'static str;
 
@@ -54,7 +54,18 @@ pub trait Aggregate: Default + Send + Sync + Sized + 'static {
     type Event: EventSet;
 
     /// The domain error its command handlers return.
-    type Error: std::error::Error + Send + Sync + 'static;
+    ///
+    /// It must implement `std::error::Error + Send + Sync + 'static` (e.g. derive
+    /// `thiserror::Error`); `#[derive(Aggregate)]` checks it once, at `error = ...`, with
+    /// a message that says how. (It is not a bound here, which would report a second,
+    /// plainer error at the same place.)
+    type Error: Send + Sync + 'static;
+
+    /// The state before the first event: what a new aggregate decides its first command
+    /// against. `#[derive(Aggregate)]` implements it as `Default::default()`, so the
+    /// aggregate derives or implements `Default`. (Not a supertrait: a missing `Default`
+    /// is then one error, at the aggregate, instead of one at every impl of it.)
+    fn initial() -> Self;
 
     /// Applies one event to the state, dispatching to the matching [`Apply`] impl.
     fn apply_event(&mut self, event: Self::Event);

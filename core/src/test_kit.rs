@@ -35,7 +35,7 @@ use crate::event::EventSet;
 
 /// Starts a test from the aggregate's history: `events` are applied to a fresh state.
 pub fn given<A: Aggregate>(events: impl IntoIterator<Item = A::Event>) -> Given<A> {
-    let mut state = A::default();
+    let mut state = A::initial();
     for event in events {
         state.apply_event(event);
     }

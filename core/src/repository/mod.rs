@@ -293,7 +293,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Loads aggregate `id` as it was at stream `version` (time travel): only events up
     /// to and including `version` are applied.
     pub async fn load_at_version(&self, id: &str, version: u64) -> Result<Loaded<A>, LoadError> {
-        let mut loaded = Loaded { state: A::default(), version: 0 };
+        let mut loaded = Loaded { state: A::initial(), version: 0 };
         self.apply_stream(&A::stream_id(id), &mut loaded, (..=version).into(), None, &mut None).await?;
         Ok(loaded)
     }
@@ -301,7 +301,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Loads aggregate `id` as it was at time `at` (time travel): only events recorded at
     /// or before `at` are applied.
     pub async fn load_as_of(&self, id: &str, at: DateTime<Utc>) -> Result<Loaded<A>, LoadError> {
-        let mut loaded = Loaded { state: A::default(), version: 0 };
+        let mut loaded = Loaded { state: A::initial(), version: 0 };
         self.apply_stream(&A::stream_id(id), &mut loaded, VersionRange::ALL, Some(at), &mut None).await?;
         Ok(loaded)
     }
@@ -347,7 +347,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             },
             None => None,
         }
-        .unwrap_or(Loaded { state: A::default(), version: 0 });
+        .unwrap_or(Loaded { state: A::initial(), version: 0 });
         if loaded.version == 0 {
             if let Some(keyed) = keyed {
                 keyed.forget();
@@ -567,7 +567,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     if let Some(keyed) = &mut keyed {
                         keyed.forget();
                     }
-                    let mut loaded = Loaded { state: A::default(), version: 0 };
+                    let mut loaded = Loaded { state: A::initial(), version: 0 };
                     self.apply_stream(&stream, &mut loaded, VersionRange::ALL, None, &mut keyed).await?;
                     return match keyed.as_mut().and_then(KeyedIds::take_found) {
                         Some(first) => {

@@ -152,6 +152,12 @@ fn aggregate_impl(model: &Model<'_>) -> TokenStream {
         }
         None => (quote!(::core::convert::Infallible), TokenStream::new()),
     };
+    // Spanned on the aggregate: a missing `Default` is reported there, once.
+    let initial = quote_spanned! {Span::call_site().located_at(ident.span())=>
+        fn initial() -> Self {
+            <Self as ::core::default::Default>::default()
+        }
+    };
     quote! {
         #error_check
 
@@ -160,6 +166,8 @@ fn aggregate_impl(model: &Model<'_>) -> TokenStream {
             const NAME: &'static str = #name;
             type Event = #event_enum;
             type Error = #error;
+
+            #initial
 
             fn apply_event(&mut self, __event: #event_enum) {
                 #apply_event
