@@ -77,6 +77,7 @@ pub mod schema_guard;
 pub mod snapshot;
 pub mod store;
 pub mod subscription;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod test_kit;
 

@@ -147,6 +147,10 @@ use crate::error::store_error;
 use crate::feed_window::{self, Refresh};
 use crate::{rows, sql, PostgresStore};
 
+/// The metric of how long the feed's horizon has been held at one running transaction,
+/// in seconds, by schema: what subscribers wait for (see [`PostgresStore::feed_blockers`]).
+const FEED_HELD_BACK: &str = "annals_feed_held_back_seconds";
+
 /// The longest pause between two looks at the horizon in `settle`.
 const SETTLE_MAX_PAUSE: Duration = Duration::from_millis(50);
 
@@ -201,6 +205,13 @@ struct Held {
 }
 
 impl HeldBack {
+    /// How long the horizon has been held at the same running transaction (zero when
+    /// nothing holds it).
+    fn held_for(&self) -> Duration {
+        let held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.as_ref().map_or(Duration::ZERO, |held| held.since.elapsed())
+    }
+
     /// Records a read's horizon; returns whether it has now been held at the same
     /// running transaction for longer than `after` (once per transaction).
     fn observe(&self, horizon: i64, xmax: i64, after: Duration) -> bool {
@@ -392,6 +403,8 @@ impl PostgresStore {
             if self.held_back().observe(horizon, xmax, self.warn_held_back_after()) {
                 self.warn_held_back().await;
             }
+            metrics::gauge!(FEED_HELD_BACK, "schema" => self.schema().as_str().to_owned())
+                .set(self.held_back().held_for().as_secs_f64());
         }
         let mut events = Vec::with_capacity(rows.len());
         let mut tail = None;

@@ -2,9 +2,11 @@
 //! retry on conflict.
 
 use std::marker::PhantomData;
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
+use tracing::Instrument;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -22,6 +24,7 @@ use crate::event::{DecodeError, EventSet};
 use crate::retry::RetryPolicy;
 use crate::snapshot::{Snapshot, SnapshotPolicy};
 use crate::store::{EventStore, ExpectedVersion, SnapshotStore, StoreError, StoredSnapshot, VersionRange};
+use crate::telemetry;
 
 /// An aggregate's state and the stream version it reflects.
 #[derive(Debug, Clone, PartialEq)]
@@ -322,6 +325,23 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// [`load_latest`](Self::load_latest), collecting the events of an idempotent command
     /// (if `keyed`) among the events it reads.
     async fn load_latest_watching(&self, stream: &str, keyed: &mut Option<KeyedIds>) -> Result<Loaded<A>, LoadError> {
+        let span = tracing::debug_span!(
+            "annals.load",
+            stream,
+            from_snapshot = tracing::field::Empty,
+            events = tracing::field::Empty,
+            version = tracing::field::Empty,
+        );
+        self.load_latest_in(stream, keyed, &span).instrument(span.clone()).await
+    }
+
+    /// [`load_latest_watching`](Self::load_latest_watching) inside its `span`.
+    async fn load_latest_in(
+        &self,
+        stream: &str,
+        keyed: &mut Option<KeyedIds>,
+        span: &tracing::Span,
+    ) -> Result<Loaded<A>, LoadError> {
         let snapshot = match &self.snapshots {
             Some(snapshots) => self.usable_snapshot(stream, snapshots).await?,
             None => None,
@@ -348,7 +368,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             None => None,
         }
         .unwrap_or(Loaded { state: A::initial(), version: 0 });
-        if loaded.version == 0 {
+        let from_snapshot = loaded.version > 0;
+        if !from_snapshot {
             if let Some(keyed) = keyed {
                 keyed.forget();
             }
@@ -359,6 +380,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 self.save_snapshot_in_background(stream, &loaded.state, loaded.version, snapshots);
             }
         }
+        span.record("from_snapshot", from_snapshot);
+        span.record("events", applied);
+        span.record("version", loaded.version);
         Ok(loaded)
     }
 
@@ -477,6 +501,47 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         A: Handle<C>,
     {
         let stream = A::stream_id(id);
+        let span = tracing::info_span!(
+            telemetry::COMMAND_SPAN,
+            aggregate = A::NAME,
+            command = telemetry::short_type_name::<C>(),
+            stream = %stream,
+            attempts = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            version = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = self.execute_in_turn(stream, command, metadata).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(committed) => {
+                span.record("attempts", committed.attempts);
+                span.record("version", committed.version);
+                if committed.events.is_empty() {
+                    telemetry::Outcome::Unchanged
+                } else {
+                    telemetry::Outcome::Committed
+                }
+            }
+            Err(ExecuteError::Rejected(_)) => telemetry::Outcome::Rejected,
+            Err(ExecuteError::Conflict { .. }) => telemetry::Outcome::Conflict,
+            Err(_) => telemetry::Outcome::Failed,
+        };
+        span.record("outcome", outcome.as_str());
+        telemetry::command_finished(A::NAME, outcome, started.elapsed());
+        result
+    }
+
+    /// [`execute_with`](Self::execute_with) inside its span: waits for the stream's turn,
+    /// then loads (or takes the cached state), decides and appends.
+    async fn execute_in_turn<C>(
+        &self,
+        stream: String,
+        command: C,
+        metadata: Metadata,
+    ) -> Result<Committed<A>, ExecuteError<A::Error>>
+    where
+        A: Handle<C>,
+    {
         // Commands on this stream through this repository (and its clones) take turns:
         // they never conflict with each other, only with other processes.
         let _turn = self.queue.turn(&stream).await;
@@ -502,6 +567,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             let Loaded { mut state, version } = match loaded {
                 Err(LoadError::Store(e)) if e.is_transient() => {
                     if tries.wait_after_failure().await {
+                        telemetry::command_retried(A::NAME, "unavailable");
                         continue;
                     }
                     return Err(ExecuteError::Store(e));
@@ -533,8 +599,32 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             };
             let appended = loop {
                 let new_events = encode(&stream, &decided, &ids, &metadata)?;
-                match self.store.append(&stream, ExpectedVersion::Exact(version), new_events).await {
-                    Err(e) if e.is_transient() && tries.wait_after_failure().await => {}
+                let count = new_events.len();
+                let span = tracing::debug_span!(
+                    "annals.append",
+                    stream = %stream,
+                    events = count,
+                    expected_version = version,
+                    first_position = tracing::field::Empty,
+                    last_position = tracing::field::Empty,
+                );
+                let started = Instant::now();
+                let outcome = self
+                    .store
+                    .append(&stream, ExpectedVersion::Exact(version), new_events)
+                    .instrument(span.clone())
+                    .await;
+                if let Ok(events) = &outcome {
+                    telemetry::appended(A::NAME, count, started.elapsed());
+                    if let (Some(first), Some(last)) = (events.first(), events.last()) {
+                        span.record("first_position", first.global_position);
+                        span.record("last_position", last.global_position);
+                    }
+                }
+                match outcome {
+                    Err(e) if e.is_transient() && tries.wait_after_failure().await => {
+                        telemetry::command_retried(A::NAME, "unavailable");
+                    }
                     outcome => break outcome,
                 }
             };
@@ -556,6 +646,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     if let Some(cache) = &self.cache {
                         cache.forget(&stream);
                     }
+                    telemetry::command_retried(A::NAME, "conflict");
                     if !tries.wait_after_failure().await {
                         return Err(ExecuteError::Conflict { stream, attempts: decisions, waited: tries.elapsed() });
                     }

@@ -2,6 +2,8 @@
 
 use std::future::Future;
 
+use tracing::Instrument;
+
 use crate::projection::{BoxError, Projection, ProjectionError};
 use crate::store::{Checkpoint, FeedEvent, Filter, StoreError};
 
@@ -102,7 +104,19 @@ pub(crate) async fn project<P: Projection>(
     context: &mut P::Context,
 ) -> Result<(), ProjectionError> {
     match &event.damage {
-        None => projection.project(&event.envelope, context).await,
+        None => {
+            let envelope = &event.envelope;
+            let span = tracing::debug_span!(
+                "annals.handle",
+                projection = P::NAME,
+                event_type = %envelope.event_type,
+                event_id = %envelope.event_id,
+                stream = %envelope.stream_id,
+                version = envelope.stream_version,
+                position = envelope.global_position,
+            );
+            projection.project(envelope, context).instrument(span).await
+        }
         Some(damage) => {
             let envelope = &event.envelope;
             Err(ProjectionError::Damaged {

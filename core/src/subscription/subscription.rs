@@ -6,11 +6,13 @@ use std::time::{Duration, SystemTime};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::projection::BoxError;
 use crate::retry::{Attempts, RetryPolicy};
 use crate::store::{Checkpoint, EventFeed, FeedBatch, Filter, StoreError};
 use crate::subscription::{Sink, SinkError};
+use crate::telemetry;
 
 /// A subscription stopped: something retrying cannot fix without someone fixing its
 /// cause. Transient store failures never stop a subscription; it waits them out.
@@ -415,6 +417,7 @@ impl<'a> Waits<'a> {
 
     async fn wait(&mut self, error: &(dyn std::fmt::Display + Sync)) {
         self.failures = self.failures.saturating_add(1);
+        telemetry::consumer_waited(self.name);
         if self.failures == 1 || self.failures.is_multiple_of(10) {
             tracing::warn!(
                 subscription = %self.name,
@@ -483,9 +486,18 @@ async fn process_batch<S: Sink>(
     let mut waits = Waits::new(status, options, &name, "storing a batch");
     let mut tries = options.retry.start();
     loop {
-        match sink.process(&batch.events, batch.next).await {
+        let span = tracing::debug_span!(
+            "annals.batch",
+            consumer = %name,
+            checkpoint = %batch.events.first().map_or(batch.next, |first| first.checkpoint),
+            events = batch.events.len(),
+            next = %batch.next,
+        );
+        match sink.process(&batch.events, batch.next).instrument(span).await {
             Ok(()) => {
                 waits.recovered();
+                let newest = batch.events.last().map(|event| event.envelope.recorded_at);
+                telemetry::batch_processed(&name, batch.events.len(), newest);
                 return Ok(());
             }
             Err(e) if e.is_transient() => waits.wait(&e).await,
@@ -505,6 +517,7 @@ async fn process_batch<S: Sink>(
                 };
                 match parked {
                     Ok(true) => {
+                        telemetry::parked(&name);
                         if let Some(event) = failed {
                             tracing::warn!(
                                 subscription = %name,

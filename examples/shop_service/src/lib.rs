@@ -68,6 +68,7 @@
 pub mod commands;
 pub mod correlation;
 pub mod error;
+pub mod metrics;
 pub mod notifications;
 pub mod projections;
 pub mod queries;
@@ -191,6 +192,7 @@ where
 /// | `GET /carts/{id}?min_version=V` | read (`CartSummaries`) |
 /// | `GET /products/best-sellers?limit=N&min_position=P` | read (`BestSellers`) |
 /// | `GET /notifications` | notification consumer |
+/// | `GET /metrics` | operations: metrics in Prometheus' text format |
 pub fn app<S: ServiceStore>(service: &Service<S>) -> Router {
     let write = Router::new()
         .route("/carts/{id}/items", post(commands::add_item::<S>))
@@ -201,6 +203,7 @@ pub fn app<S: ServiceStore>(service: &Service<S>) -> Router {
     write
         .merge(queries::router(service.read.clone()))
         .merge(notifications::router(service.outbox.clone()))
+        .merge(metrics::router())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn(correlation::layer))
 }
@@ -248,6 +251,8 @@ pub async fn start_with_shutdown<S: ServiceStore>(
     addr: SocketAddr,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<Running> {
+    // The recorder first, so that it counts from the first command on.
+    metrics::handle();
     let service = Service::new(store);
     let consumers = service.spawn_consumers();
     let listener = TcpListener::bind(addr).await?;

@@ -181,6 +181,21 @@ async fn scenario<S: ServiceStore>(store: S) {
     // Nothing the bad requests did reached the consumer.
     let sent = expect(http.get(format!("{base}/notifications")).send().await.unwrap(), StatusCode::OK).await;
     assert_eq!(sent["notifications"].as_array().unwrap().len(), 1);
+
+    // The operator's view: annals' metrics in Prometheus' text format. (The recorder is the
+    // process's, shared by the scenarios of this binary, so only what every run adds is
+    // asserted.)
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    for line in [
+        "annals_commands_total{aggregate=\"cart\",outcome=\"committed\"}",
+        "annals_commands_total{aggregate=\"cart\",outcome=\"rejected\"}",
+        "annals_events_appended_total{aggregate=\"cart\"}",
+        "annals_consumer_events_total{consumer=",
+    ] {
+        assert!(text.contains(line), "`{line}` in:\n{text}");
+    }
 }
 
 #[tokio::test]

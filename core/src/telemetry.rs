@@ -1,0 +1,134 @@
+//! What annals reports to `tracing` and to the `metrics` facade: every span and metric
+//! name in one place. annals installs neither a subscriber nor a recorder; without one
+//! each report costs a check of a flag.
+//!
+//! **Spans** (`tracing`; field names follow OpenTelemetry's conventions where they have
+//! one):
+//!
+//! | span | level | fields |
+//! | --- | --- | --- |
+//! | `annals.command` | INFO | `aggregate`, `command`, `stream`, then `attempts`, `outcome`, `version` |
+//! | `annals.load` | DEBUG | `stream`, then `from_snapshot`, `events`, `version` |
+//! | `annals.append` | DEBUG | `stream`, `events`, `expected_version`, then `first_position`, `last_position` |
+//! | `annals.batch` | DEBUG | `consumer`, `checkpoint`, `events`, `next` |
+//! | `annals.handle` | DEBUG | `projection`, `event_type`, `event_id`, `stream`, `version`, `position` |
+//!
+//! **Metrics** (`metrics`; Prometheus-style names):
+//!
+//! | metric | kind | labels | what |
+//! | --- | --- | --- | --- |
+//! | `annals_commands_total` | counter | `aggregate`, `outcome` | commands by outcome: `committed`, `unchanged`, `rejected`, `conflict`, `failed` |
+//! | `annals_command_retries_total` | counter | `aggregate`, `reason` | decisions taken again (`conflict`) and store calls retried (`unavailable`) |
+//! | `annals_command_duration_seconds` | histogram | `aggregate` | from the call to the outcome, retries included |
+//! | `annals_append_duration_seconds` | histogram | `aggregate` | one append to the store |
+//! | `annals_events_appended_total` | counter | `aggregate` | events appended by commands |
+//! | `annals_consumer_events_total` | counter | `consumer` | events a subscription handed to its consumer |
+//! | `annals_consumer_lag_seconds` | gauge | `consumer` | age of the newest event of the last batch, when it was processed |
+//! | `annals_consumer_waits_total` | counter | `consumer` | transient store failures a subscription waited out |
+//! | `annals_parked_events_total` | counter | `consumer` | poison events parked |
+//! | `annals_feed_held_back_seconds` | gauge | `schema` | (annals-postgres) how long the feed's horizon has been held at one running transaction: what its subscribers wait for |
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// Span names.
+pub(crate) const COMMAND_SPAN: &str = "annals.command";
+
+/// Metric names.
+pub(crate) const COMMANDS: &str = "annals_commands_total";
+pub(crate) const COMMAND_RETRIES: &str = "annals_command_retries_total";
+pub(crate) const COMMAND_DURATION: &str = "annals_command_duration_seconds";
+pub(crate) const APPEND_DURATION: &str = "annals_append_duration_seconds";
+pub(crate) const EVENTS_APPENDED: &str = "annals_events_appended_total";
+pub(crate) const CONSUMER_EVENTS: &str = "annals_consumer_events_total";
+pub(crate) const CONSUMER_LAG: &str = "annals_consumer_lag_seconds";
+pub(crate) const CONSUMER_WAITS: &str = "annals_consumer_waits_total";
+pub(crate) const PARKED_EVENTS: &str = "annals_parked_events_total";
+
+/// A command's outcome, as the `outcome` label and span field say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// New events were appended.
+    Committed,
+    /// The command decided nothing needed to change (or was executed before with its key).
+    Unchanged,
+    /// The aggregate refused it with its domain error.
+    Rejected,
+    /// It kept conflicting with other writers until its retry policy gave up.
+    Conflict,
+    /// The store failed, or an event did not encode or decode.
+    Failed,
+}
+
+impl Outcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Committed => "committed",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Rejected => "rejected",
+            Outcome::Conflict => "conflict",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// Counts a finished command.
+pub(crate) fn command_finished(aggregate: &'static str, outcome: Outcome, took: Duration) {
+    metrics::counter!(COMMANDS, "aggregate" => aggregate, "outcome" => outcome.as_str()).increment(1);
+    metrics::histogram!(COMMAND_DURATION, "aggregate" => aggregate).record(took.as_secs_f64());
+}
+
+/// Counts a retry of a command: `conflict` (decided again) or `unavailable` (a store call
+/// repeated).
+pub(crate) fn command_retried(aggregate: &'static str, reason: &'static str) {
+    metrics::counter!(COMMAND_RETRIES, "aggregate" => aggregate, "reason" => reason).increment(1);
+}
+
+/// Records one append of `events` events.
+pub(crate) fn appended(aggregate: &'static str, events: usize, took: Duration) {
+    metrics::histogram!(APPEND_DURATION, "aggregate" => aggregate).record(took.as_secs_f64());
+    metrics::counter!(EVENTS_APPENDED, "aggregate" => aggregate).increment(u64::try_from(events).unwrap_or(u64::MAX));
+}
+
+/// Records a batch a consumer processed: its size, and the age of its newest event.
+pub(crate) fn batch_processed(consumer: &str, events: usize, newest: Option<DateTime<Utc>>) {
+    let consumer = consumer.to_owned();
+    metrics::counter!(CONSUMER_EVENTS, "consumer" => consumer.clone())
+        .increment(u64::try_from(events).unwrap_or(u64::MAX));
+    if let Some(newest) = newest {
+        let lag = (Utc::now() - newest).to_std().unwrap_or_default();
+        metrics::gauge!(CONSUMER_LAG, "consumer" => consumer).set(lag.as_secs_f64());
+    }
+}
+
+/// Counts a transient failure a subscription waited out.
+pub(crate) fn consumer_waited(consumer: &str) {
+    metrics::counter!(CONSUMER_WAITS, "consumer" => consumer.to_owned()).increment(1);
+}
+
+/// Counts a parked poison event.
+pub(crate) fn parked(consumer: &str) {
+    metrics::counter!(PARKED_EVENTS, "consumer" => consumer.to_owned()).increment(1);
+}
+
+/// The last segment of a type's path (`AddItem` for `shopping_cart::AddItem`), without
+/// generic arguments' paths: a command's name in spans.
+pub(crate) fn short_type_name<T: ?Sized>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_names_are_the_last_path_segment() {
+        struct AddItem;
+        assert_eq!(short_type_name::<AddItem>(), "AddItem");
+        assert_eq!(short_type_name::<Vec<String>>(), "Vec");
+        assert_eq!(short_type_name::<u32>(), "u32");
+    }
+}
