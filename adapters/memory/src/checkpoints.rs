@@ -13,7 +13,7 @@ use crate::MemoryStore;
 /// What consumers keep in the store: checkpoints and dead letters, by consumer name.
 #[derive(Default)]
 pub(crate) struct Consumers {
-    checkpoints: HashMap<String, Checkpoint>,
+    pub(crate) checkpoints: HashMap<String, Checkpoint>,
     parked: HashMap<String, Vec<Parked>>,
 }
 

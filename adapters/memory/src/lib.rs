@@ -22,6 +22,7 @@
 
 mod checkpoints;
 mod feed;
+mod inspect;
 mod snapshots;
 mod store;
 

@@ -49,7 +49,7 @@ pub(crate) struct Log {
     /// Every event in global order: `events[i]` has global position `i + 1`.
     pub(crate) events: Vec<Envelope>,
     /// For each stream, the indexes into `events` of its events in version order.
-    streams: HashMap<String, Vec<usize>>,
+    pub(crate) streams: HashMap<String, Vec<usize>>,
     /// Where each event id is stored, for idempotent re-appends.
     ids: HashMap<Uuid, usize>,
 }

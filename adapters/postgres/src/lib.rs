@@ -82,6 +82,7 @@ mod correlation;
 mod error;
 pub mod feed;
 mod feed_window;
+mod inspect;
 mod json;
 mod listener;
 mod migrate;

@@ -115,6 +115,12 @@ pub(crate) struct Statements {
     /// `$1` stream, `$2` stream version, `$3` schema version, `$4` state, `$5` taken at.
     pub(crate) save_snapshot: String,
 
+    // Listings for operators (`Inspect`).
+    /// `$1` category (NULL: all), `$2` limit. Columns `stream_id`, `version`, `last_recorded_at`.
+    pub(crate) list_streams: String,
+    /// Columns `name`, `commit`, `position`, `updated_at`, by name.
+    pub(crate) list_consumers: String,
+
     // Consumers' checkpoints.
     /// `$1` name. Columns `commit`, `position`; no row when there is none.
     pub(crate) load_checkpoint: String,
@@ -216,6 +222,12 @@ impl Statements {
                         OR (stored.stream_version = excluded.stream_version \
                             AND stored.schema_version <> excluded.schema_version)"
             ),
+            list_streams: format!(
+                "SELECT stream_id, max(stream_version) AS version, max(recorded_at) AS last_recorded_at \
+                 FROM {s}.events WHERE $1::text IS NULL OR starts_with(stream_id, $1 || '-') \
+                 GROUP BY stream_id ORDER BY stream_id LIMIT $2"
+            ),
+            list_consumers: format!("SELECT name, commit, position, updated_at FROM {checkpoints} ORDER BY name"),
             load_checkpoint: format!("SELECT commit, position FROM {checkpoints} WHERE name = $1"),
             move_checkpoint: format!(
                 "UPDATE {checkpoints} SET commit = $4, position = $5, updated_at = now() \

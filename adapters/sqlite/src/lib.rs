@@ -103,6 +103,7 @@ mod append;
 mod checkpoints;
 mod error;
 mod feed;
+mod inspect;
 mod migrate;
 mod read;
 mod rows;

@@ -156,3 +156,15 @@ pub(crate) const PARKED: &str = "SELECT d.parked, e.stream_id, e.global_position
 
 /// `?1` consumer, `?2` event id.
 pub(crate) const UNPARK: &str = "DELETE FROM dead_letters WHERE consumer = ?1 AND event_id = ?2";
+
+/// `?1` category (NULL: all), `?2` limit. The streams: `stream_id`, `version`,
+/// `last_recorded_at` (ns). The category is compared as bytes, like the feed's filter.
+pub(crate) const LIST_STREAMS: &str = "SELECT stream_id, max(stream_version) AS version, \
+                                              max(recorded_at) AS last_recorded_at \
+                                       FROM events \
+                                       WHERE ?1 IS NULL OR substr(CAST(stream_id AS BLOB), 1, length(CAST(?1 AS BLOB)) + 1) \
+                                                           = CAST(?1 || '-' AS BLOB) \
+                                       GROUP BY stream_id ORDER BY stream_id LIMIT ?2";
+
+/// Every consumer's checkpoint: `name`, `major`, `minor`, `updated_at` (ns), by name.
+pub(crate) const LIST_CONSUMERS: &str = "SELECT name, major, minor, updated_at FROM checkpoints ORDER BY name";

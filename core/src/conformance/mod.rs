@@ -19,6 +19,7 @@
 //! | [`snapshot_conformance_tests!`](crate::snapshot_conformance_tests) | [`snapshots`] | [`SnapshotStore`](crate::store::SnapshotStore) |
 //! | [`upcasting_conformance_tests!`](crate::upcasting_conformance_tests) | [`upcasting`] | [`EventStore`](crate::EventStore) |
 //! | [`consumer_conformance_tests!`](crate::consumer_conformance_tests) | [`consumers`] | [`EventStore`](crate::EventStore), [`EventFeed`](crate::EventFeed), [`CheckpointStore`](crate::store::CheckpointStore) |
+//! | [`inspect_conformance_tests!`](crate::inspect_conformance_tests) | [`inspect`] | [`EventStore`](crate::EventStore), [`CheckpointStore`](crate::store::CheckpointStore), [`Inspect`](crate::store::Inspect) |
 //! | [`poison_conformance_tests!`](crate::poison_conformance_tests) | [`poison`] | [`EventStore`](crate::EventStore), [`EventFeed`](crate::EventFeed), [`CheckpointStore`](crate::store::CheckpointStore) with dead letters |
 //!
 //! Each macro expands to one `#[test]` per case, named after the case, that builds a
@@ -37,6 +38,7 @@ use std::future::Future;
 
 pub mod consumers;
 pub mod feed;
+pub mod inspect;
 pub mod poison;
 pub mod snapshots;
 pub mod store;
@@ -74,6 +76,11 @@ macro_rules! conformance_tests {
             $crate::feed_conformance_tests!($make_store);
         }
         #[allow(unused_imports)]
+        mod inspect {
+            use super::*;
+            $crate::inspect_conformance_tests!($make_store);
+        }
+        #[allow(unused_imports)]
         mod snapshots {
             use super::*;
             $crate::snapshot_conformance_tests!($make_store);
@@ -93,6 +100,18 @@ macro_rules! conformance_tests {
             use super::*;
             $crate::poison_conformance_tests!($make_store);
         }
+    };
+}
+
+/// Expands to one `#[test]` per case of the [`inspect`](crate::conformance::inspect)
+/// suite: the [`Inspect`](crate::store::Inspect) listings of streams and consumers.
+#[macro_export]
+macro_rules! inspect_conformance_tests {
+    ($make_store:expr $(,)?) => {
+        $crate::__conformance_cases!(inspect, $make_store;
+            streams_are_listed_by_id_and_category,
+            consumers_are_listed_with_their_checkpoints,
+        );
     };
 }
 

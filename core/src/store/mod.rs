@@ -8,6 +8,7 @@
 //!   [`Repository::with_snapshots`](crate::Repository::with_snapshots).
 //! - [`CheckpointStore`] (`checkpoint_store.rs`): where consumers keep their checkpoints,
 //!   in a transaction with their read-model writes.
+//! - [`Inspect`] (`inspect.rs`): listings for operators (streams, consumers).
 //! - [`kit`]: the rules every adapter applies the same way (input checks, idempotent
 //!   re-appends, integer conversions), written once.
 
@@ -15,6 +16,7 @@ mod checkpoint_store;
 mod error;
 mod event_store;
 mod feed;
+mod inspect;
 pub mod kit;
 mod snapshot_store;
 
@@ -23,4 +25,5 @@ pub use error::StoreError;
 pub use event_store::{EventStore, ExpectedVersion, VersionRange};
 pub use feed::{Checkpoint, EventFeed, FeedBatch, FeedEvent, Filter, InvalidCheckpoint, StreamFilter};
 pub use futures::stream::BoxStream;
+pub use inspect::{ConsumerInfo, Inspect, StreamInfo};
 pub use snapshot_store::{SnapshotStore, StoredSnapshot};
