@@ -1,0 +1,116 @@
+//! What each command does, on any store that implements the contracts it reads through.
+
+use std::io::Write;
+use std::time::Duration;
+
+use annals::store::{Checkpoint, CheckpointStore, EventFeed, EventStore, Filter, Inspect, VersionRange};
+use annals::StoreError;
+use futures::{StreamExt, TryStreamExt};
+
+use crate::args::Command;
+use crate::output::Output;
+
+/// How a command ended, besides printing.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Done {
+    /// It did what was asked.
+    Ok,
+    /// What it was asked about does not exist (exit code 3).
+    NothingFound(String),
+}
+
+/// Runs `command` (any but `migrate`) on `store`, printing to `out`.
+pub(crate) async fn run<S>(store: S, command: Command, out: &mut Output<impl Write>) -> Result<Done, StoreError>
+where
+    S: EventStore + EventFeed + CheckpointStore + Inspect,
+{
+    match command {
+        Command::Migrate => Ok(Done::Ok),
+        Command::Streams { category, limit } => {
+            for stream in store.streams(category.as_deref(), limit).await? {
+                out.stream(&stream);
+            }
+            Ok(Done::Ok)
+        }
+        Command::Stream { id, at } => {
+            let range = match at {
+                Some(at) => VersionRange::from(..=at),
+                None => VersionRange::ALL,
+            };
+            let events: Vec<_> = store.read_stream(&id, range).try_collect().await?;
+            if events.is_empty() {
+                return Ok(Done::NothingFound(format!("stream `{id}` has no events")));
+            }
+            for event in &events {
+                out.event(None, event);
+            }
+            Ok(Done::Ok)
+        }
+        Command::Tail { category, types, after, limit, follow } => {
+            let mut filter = Filter::all();
+            if let Some(category) = category {
+                filter = filter.category(category);
+            }
+            if !types.is_empty() {
+                filter = filter.event_types(types);
+            }
+            tail(&store, &filter, after, limit, follow, out).await?;
+            Ok(Done::Ok)
+        }
+        Command::Consumers => {
+            for consumer in store.consumers().await? {
+                out.consumer(&consumer);
+            }
+            Ok(Done::Ok)
+        }
+        Command::DeadLetters { consumer } => {
+            for parked in store.parked(&consumer).await? {
+                out.parked(&parked);
+            }
+            Ok(Done::Ok)
+        }
+        Command::Skip { consumer, event } => {
+            let mut transaction = store.begin().await?;
+            let skipped = store.unpark(&mut transaction, &consumer, event).await?;
+            store.commit(transaction).await?;
+            if !skipped {
+                return Ok(Done::NothingFound(format!("consumer `{consumer}` has no parked event {event}")));
+            }
+            out.note(&format!("skipped parked event {event} of consumer `{consumer}`"));
+            Ok(Done::Ok)
+        }
+    }
+}
+
+/// How long `tail --follow` waits for a wake-up before it reads again anyway.
+const FOLLOW_POLL: Duration = Duration::from_secs(1);
+
+/// Prints the feed after `after`; with `follow`, keeps reading as events commit.
+async fn tail<S: EventFeed>(
+    store: &S,
+    filter: &Filter,
+    mut after: Checkpoint,
+    limit: usize,
+    follow: bool,
+    out: &mut Output<impl Write>,
+) -> Result<(), StoreError> {
+    let mut printed = 0usize;
+    let mut wakeups = if follow { Some(store.wakeups().await?) } else { None };
+    loop {
+        let batch = store.read_feed(after, filter, limit.max(1)).await?;
+        for event in &batch.events {
+            out.event(Some(event.checkpoint), &event.envelope);
+            printed = printed.saturating_add(1);
+        }
+        after = batch.next;
+        match &mut wakeups {
+            None if batch.more && printed < limit => {}
+            None => return Ok(()),
+            Some(_) if batch.more => {}
+            Some(wakeups) => {
+                // A wake-up, or the poll that catches what notified nobody.
+                let _ = tokio::time::timeout(FOLLOW_POLL, wakeups.next()).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The `annals` binary run against real stores: a SQLite file in a temporary directory and
+//! a PostgreSQL schema (`DATABASE_URL`, or a throwaway server), asserting on what it
+//! prints and how it exits.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests report failure by panicking")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use annals::store::{Checkpoint, CheckpointStore, ExpectedVersion};
+use annals::subscription::Parked;
+use annals::{EventStore, Metadata, NewEvent};
+use annals_sqlite::testing::TempDir;
+use annals_sqlite::SqliteStore;
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+fn annals(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_annals")).arg("--url").arg(url).args(args).output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "{:?}: {}", output.status, String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn json_lines(output: &Output) -> Vec<Value> {
+    stdout(output).lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+}
+
+fn event(n: u64) -> NewEvent {
+    NewEvent::new("cart.item_added", 1, json!({ "sku": format!("sku-{n}"), "qty": n }))
+}
+
+/// A migrated SQLite store with `cart-1` (2 events), `cart-2` (1) and `order-1` (1), and
+/// its URL.
+async fn sqlite() -> (TempDir, SqliteStore, String) {
+    let dir = TempDir::new().unwrap();
+    let url = format!("sqlite://{}", dir.database().display());
+    let migrated = annals(&url, &["migrate"]);
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let store = SqliteStore::open(dir.database()).await.unwrap();
+    store.append("cart-1", ExpectedVersion::Exact(0), vec![event(1), event(2)]).await.unwrap();
+    let correlated = event(3).with_metadata(Metadata::default().with("user", "ann"));
+    store.append("cart-2", ExpectedVersion::Exact(0), vec![correlated]).await.unwrap();
+    store.append("order-1", ExpectedVersion::Exact(0), vec![event(4)]).await.unwrap();
+    (dir, store, url)
+}
+
+#[tokio::test]
+async fn streams_list_and_show_and_the_feed_read_back_what_was_stored() {
+    let (_dir, _store, url) = sqlite().await;
+    let listed = stdout(&annals(&url, &["streams", "list"]));
+    let ids: Vec<&str> = listed.lines().map(|line| line.split('\t').next().unwrap()).collect();
+    assert_eq!(ids, ["cart-1", "cart-2", "order-1"], "{listed}");
+    assert!(listed.lines().next().unwrap().contains("\tv2\t"), "{listed}");
+    let carts = json_lines(&annals(&url, &["--json", "streams", "list", "--category", "cart"]));
+    assert_eq!(carts.iter().map(|s| s["stream_id"].as_str().unwrap()).collect::<Vec<_>>(), ["cart-1", "cart-2"]);
+
+    let shown = json_lines(&annals(&url, &["--json", "stream", "show", "cart-1"]));
+    assert_eq!(shown.len(), 2);
+    assert_eq!((shown[1]["stream_version"].as_u64(), shown[1]["payload"]["qty"].as_u64()), (Some(2), Some(2)));
+    let until_one = json_lines(&annals(&url, &["--json", "stream", "show", "cart-1", "--at", "1"]));
+    assert_eq!(until_one.len(), 1);
+    let text = stdout(&annals(&url, &["stream", "show", "cart-2"]));
+    assert!(text.contains("cart.item_added") && text.contains("\"user\":\"ann\""), "{text}");
+
+    let feed = json_lines(&annals(&url, &["--json", "tail"]));
+    let order: Vec<&str> = feed.iter().map(|e| e["stream_id"].as_str().unwrap()).collect();
+    assert_eq!(order, ["cart-1", "cart-1", "cart-2", "order-1"], "commit order");
+    let after_two = json_lines(&annals(&url, &["--json", "tail", "--after", feed[1]["checkpoint"].as_str().unwrap()]));
+    assert_eq!(after_two.len(), 2);
+    let limited = json_lines(&annals(&url, &["--json", "tail", "--category", "cart", "--limit", "1"]));
+    assert_eq!(limited.len(), 1);
+}
+
+#[tokio::test]
+async fn consumers_and_their_dead_letters_are_listed_and_skipped() {
+    let (_dir, store, url) = sqlite().await;
+    let batch = store
+        .read_stream("cart-2", annals::VersionRange::ALL)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
+    let mut transaction = store.begin().await.unwrap();
+    assert!(store.move_checkpoint(&mut transaction, "cart_views", None, Checkpoint::from_parts(0, 4)).await.unwrap());
+    let poison = annals::store::FeedEvent::new(Checkpoint::from_parts(0, 3), batch[0].clone());
+    store.park(&mut transaction, "cart_views", &Parked::new(poison, "refused for now", None)).await.unwrap();
+    store.commit(transaction).await.unwrap();
+
+    let consumers = stdout(&annals(&url, &["consumers"]));
+    assert!(consumers.starts_with("cart_views\t0:4\t"), "{consumers}");
+    let parked = json_lines(&annals(&url, &["--json", "dead-letters", "list", "cart_views"]));
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0]["reason"], "refused for now");
+    let id = parked[0]["event"]["envelope"]["event_id"].as_str().unwrap().to_owned();
+    stdout(&annals(&url, &["dead-letters", "skip", "cart_views", &id]));
+    assert!(stdout(&annals(&url, &["dead-letters", "list", "cart_views"])).is_empty());
+    let again = annals(&url, &["dead-letters", "skip", "cart_views", &id]);
+    assert_eq!(again.status.code(), Some(3), "nothing left to skip");
+}
+
+#[tokio::test]
+async fn failures_have_their_exit_codes() {
+    let (_dir, _store, url) = sqlite().await;
+    let missing = annals(&url, &["stream", "show", "cart-404"]);
+    assert_eq!(missing.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cart-404"));
+    assert_eq!(annals("mysql://x", &["consumers"]).status.code(), Some(1));
+    assert_eq!(annals(&url, &["tail", "--after", "soon"]).status.code(), Some(2));
+    assert_eq!(annals(&url, &["no-such-command"]).status.code(), Some(2));
+}
+
+/// `tail --follow` prints what was there, then an event appended after it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_follow_sees_an_event_appended_after_it_started() {
+    let (_dir, store, url) = sqlite().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_annals"))
+        .args(["--url", &url, "--json", "tail", "--follow"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, received) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    for _ in 0..4 {
+        received.recv_timeout(Duration::from_secs(20)).expect("the events stored before it started");
+    }
+    let late = store.append("cart-9", ExpectedVersion::Exact(0), vec![event(9)]).await.unwrap();
+    let line = received.recv_timeout(Duration::from_secs(20)).expect("the event appended after it started");
+    let _ = child.kill();
+    let _ = child.wait();
+    let printed: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(printed["event_id"].as_str().unwrap(), late[0].event_id.to_string());
+}
+
+/// The same binary on PostgreSQL, in a schema of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_in_a_schema() {
+    let store = annals_postgres::testing::fresh_store().await.unwrap();
+    let url = annals_postgres::testing::database_url().unwrap();
+    let schema = store.schema().as_str().to_owned();
+    store.append("cart-1", ExpectedVersion::Exact(0), vec![event(1), event(2)]).await.unwrap();
+    let migrated = annals(&url, &["--schema", &schema, "migrate"]);
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let listed = json_lines(&annals(&url, &["--schema", &schema, "--json", "streams", "list"]));
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0]["stream_id"].as_str(), listed[0]["version"].as_u64()), (Some("cart-1"), Some(2)));
+    let feed = json_lines(&annals(&url, &["--schema", &schema, "--json", "tail"]));
+    assert_eq!(feed.len(), 2);
+    let checkpoint: Checkpoint = feed[1]["checkpoint"].as_str().unwrap().parse().unwrap();
+    assert!(checkpoint > Checkpoint::START);
+}
