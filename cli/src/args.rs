@@ -1,6 +1,7 @@
 //! The command line: what each command and option is, parsed into [`Invocation`].
 
 use annals::store::Checkpoint;
+use chrono::{DateTime, Utc};
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command as Clap};
 use uuid::Uuid;
 
@@ -23,12 +24,18 @@ pub(crate) enum Command {
     Migrate,
     /// List streams.
     Streams { category: Option<String>, limit: usize },
-    /// Show one stream's events.
-    Stream { id: String, at: Option<u64> },
+    /// Show one stream's events, up to a version or a time.
+    Stream { id: String, at: Option<u64>, as_of: Option<DateTime<Utc>> },
+    /// Every event of one correlation id.
+    Correlated { id: Uuid },
     /// The feed: every event in commit order, after a checkpoint; following it if asked.
     Tail { category: Option<String>, types: Vec<String>, after: Checkpoint, limit: usize, follow: bool },
     /// Every consumer and its checkpoint.
     Consumers,
+    /// Delete a consumer's checkpoint: it starts again from the first event.
+    Reset { consumer: String },
+    /// What holds the feed back (PostgreSQL).
+    Blockers,
     /// A consumer's parked events.
     DeadLetters { consumer: String },
     /// Drop a parked event without applying it.
@@ -73,8 +80,28 @@ fn cli() -> Clap {
                         Arg::new("at")
                             .long("at")
                             .value_parser(value_parser!(u64))
+                            .conflicts_with("as-of")
                             .help("only the events up to this version"),
+                    )
+                    .arg(
+                        Arg::new("as-of")
+                            .long("as-of")
+                            .value_parser(|text: &str| {
+                                DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| {
+                                    format!("`{text}` is not an RFC 3339 time such as 2026-12-01T12:00:00Z: {e}")
+                                })
+                            })
+                            .help("only the events recorded at or before this time (RFC 3339)"),
                     ),
+            ),
+        )
+        .subcommand(
+            Clap::new("events").about("find events across streams").arg(
+                Arg::new("correlation")
+                    .long("correlation")
+                    .required(true)
+                    .value_parser(value_parser!(Uuid))
+                    .help("every event of this correlation id, in global order"),
             ),
         )
         .subcommand(
@@ -102,7 +129,22 @@ fn cli() -> Clap {
                         .help("keep printing new events as they are committed"),
                 ),
         )
-        .subcommand(Clap::new("consumers").about("every consumer and where it stands"))
+        .subcommand(
+            Clap::new("consumers")
+                .about("every consumer and where it stands")
+                .subcommand(Clap::new("list").about("every consumer and its checkpoint (the default)"))
+                .subcommand(
+                    Clap::new("reset")
+                        .about("delete a consumer's checkpoint: it starts again from the first event")
+                        .arg(consumer()),
+                ),
+        )
+        .subcommand(
+            Clap::new("feed")
+                .about("the feed itself")
+                .subcommand_required(true)
+                .subcommand(Clap::new("blockers").about("the transactions that hold the feed back now (PostgreSQL)")),
+        )
         .subcommand(
             Clap::new("dead-letters")
                 .about("a consumer's parked (poison) events")
@@ -145,8 +187,18 @@ fn invocation(matches: &ArgMatches) -> Invocation {
         }
         Some(("stream", m)) => {
             let m = m.subcommand_matches("show").unwrap_or(m);
-            Command::Stream { id: text(m, "id").unwrap_or_default(), at: m.get_one("at").copied() }
+            Command::Stream {
+                id: text(m, "id").unwrap_or_default(),
+                at: m.get_one("at").copied(),
+                as_of: m.get_one("as-of").copied(),
+            }
         }
+        Some(("events", m)) => Command::Correlated { id: m.get_one("correlation").copied().unwrap_or_default() },
+        Some(("consumers", m)) => match m.subcommand() {
+            Some(("reset", m)) => Command::Reset { consumer: text(m, "consumer").unwrap_or_default() },
+            _ => Command::Consumers,
+        },
+        Some(("feed", _)) => Command::Blockers,
         Some(("tail", m)) => Command::Tail {
             category: text(m, "category"),
             types: m.get_many::<String>("type").map(|types| types.cloned().collect()).unwrap_or_default(),
@@ -194,7 +246,25 @@ mod tests {
             Command::Tail { ref types, after, follow: true, .. } if types == &["a", "b"] && after == Checkpoint::from_parts(0, 7)
         ));
         let show = parse(&["annals", "--url", "u", "--json", "stream", "show", "cart-1", "--at", "3"]);
-        assert!(show.json && matches!(show.command, Command::Stream { ref id, at: Some(3) } if id == "cart-1"));
+        assert!(
+            show.json && matches!(show.command, Command::Stream { ref id, at: Some(3), as_of: None } if id == "cart-1")
+        );
+        let as_of = parse(&["annals", "--url", "u", "stream", "show", "c-1", "--as-of", "2026-12-01T12:00:00Z"]);
+        assert!(matches!(as_of.command, Command::Stream { as_of: Some(_), .. }));
+        assert!(cli()
+            .try_get_matches_from([
+                "annals",
+                "--url",
+                "u",
+                "stream",
+                "show",
+                "c-1",
+                "--at",
+                "1",
+                "--as-of",
+                "2026-12-01T12:00:00Z"
+            ])
+            .is_err());
         assert!(cli().try_get_matches_from(["annals", "--url", "u", "tail", "--after", "x"]).is_err());
     }
 }

@@ -32,12 +32,15 @@ where
             }
             Ok(Done::Ok)
         }
-        Command::Stream { id, at } => {
+        Command::Stream { id, at, as_of } => {
             let range = match at {
                 Some(at) => VersionRange::from(..=at),
                 None => VersionRange::ALL,
             };
-            let events: Vec<_> = store.read_stream(&id, range).try_collect().await?;
+            let mut events: Vec<_> = store.read_stream(&id, range).try_collect().await?;
+            if let Some(as_of) = as_of {
+                events.retain(|event| event.recorded_at <= as_of);
+            }
             if events.is_empty() {
                 return Ok(Done::NothingFound(format!("stream `{id}` has no events")));
             }
@@ -57,6 +60,24 @@ where
             tail(&store, &filter, after, limit, follow, out).await?;
             Ok(Done::Ok)
         }
+        Command::Correlated { id } => {
+            let events = store.correlated(id).await?;
+            if events.is_empty() {
+                return Ok(Done::NothingFound(format!("no event carries correlation id {id}")));
+            }
+            for event in &events {
+                out.event(None, event);
+            }
+            Ok(Done::Ok)
+        }
+        Command::Reset { consumer } => {
+            let mut transaction = store.begin().await?;
+            store.delete_checkpoint(&mut transaction, &consumer).await?;
+            store.commit(transaction).await?;
+            out.note(&format!("consumer `{consumer}` starts again from the first event"));
+            Ok(Done::Ok)
+        }
+        Command::Blockers => Ok(Done::Ok),
         Command::Consumers => {
             for consumer in store.consumers().await? {
                 out.consumer(&consumer);

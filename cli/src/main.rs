@@ -3,8 +3,11 @@
 //! ```text
 //! annals --url sqlite://shop.db streams list --category cart
 //! annals --url postgres://app@db/app stream show cart-42 --at 3
+//! annals --url postgres://app@db/app events --correlation 0193...
+//! annals --url postgres://app@db/app feed blockers
 //! annals --url postgres://app@db/app tail --category cart --follow --json
 //! annals --url sqlite://shop.db consumers
+//! annals --url sqlite://shop.db consumers reset cart_summaries
 //! annals --url sqlite://shop.db dead-letters list cart_summaries
 //! annals --url sqlite://shop.db dead-letters skip cart_summaries 0193...
 //! annals --url sqlite://shop.db migrate
@@ -43,6 +46,16 @@ async fn run(invocation: args::Invocation) -> ExitCode {
     let done = match (store, invocation.command) {
         (Store::Postgres(store), Command::Migrate) => store.migrate().await.map(|()| Done::Ok),
         (Store::Sqlite(store), Command::Migrate) => store.migrate().await.map(|()| Done::Ok),
+        (Store::Postgres(store), Command::Blockers) => store.feed_blockers().await.map(|blockers| {
+            for blocker in &blockers {
+                out.blocker(blocker);
+            }
+            Done::Ok
+        }),
+        (Store::Sqlite(_), Command::Blockers) => {
+            out.note("SQLite writes one transaction at a time: nothing holds its feed back");
+            Ok(Done::Ok)
+        }
         (Store::Postgres(store), command) => commands::run(store, command, &mut out).await,
         (Store::Sqlite(store), command) => commands::run(store, command, &mut out).await,
     };

@@ -5,6 +5,7 @@ use std::io::Write;
 use annals::store::{Checkpoint, ConsumerInfo, StreamInfo};
 use annals::subscription::Parked;
 use annals::Envelope;
+use annals_postgres::feed::FeedBlocker;
 use serde_json::json;
 
 /// Where a command prints, and how.
@@ -64,6 +65,18 @@ impl<W: Write> Output<W> {
                 metadata,
             )
         });
+    }
+
+    pub(crate) fn blocker(&mut self, blocker: &FeedBlocker) {
+        let value = json!({
+            "pid": blocker.pid,
+            "transaction_id": blocker.xid,
+            "state": blocker.state,
+            "age_seconds": blocker.age.map(|age| age.as_secs_f64()),
+            "application_name": blocker.application_name,
+            "query": blocker.query,
+        });
+        self.either(value, || blocker.to_string());
     }
 
     pub(crate) fn consumer(&mut self, consumer: &ConsumerInfo) {

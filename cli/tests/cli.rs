@@ -160,3 +160,49 @@ async fn on_postgres_in_a_schema() {
     let checkpoint: Checkpoint = feed[1]["checkpoint"].as_str().unwrap().parse().unwrap();
     assert!(checkpoint > Checkpoint::START);
 }
+
+#[tokio::test]
+async fn events_of_a_correlation_id_a_stream_as_of_a_time_and_a_consumer_reset() {
+    let (_dir, store, url) = sqlite().await;
+    let request = uuid::Uuid::now_v7();
+    let tagged = event(7).with_metadata(Metadata::default().correlation_id(request));
+    store.append("cart-1", ExpectedVersion::Exact(2), vec![tagged]).await.unwrap();
+    let other = event(8).with_metadata(Metadata::default().correlation_id(request));
+    store.append("order-1", ExpectedVersion::Exact(1), vec![other]).await.unwrap();
+    let found = json_lines(&annals(&url, &["--json", "events", "--correlation", &request.to_string()]));
+    let places: Vec<(&str, u64)> =
+        found.iter().map(|e| (e["stream_id"].as_str().unwrap(), e["stream_version"].as_u64().unwrap())).collect();
+    assert_eq!(places, [("cart-1", 3), ("order-1", 2)]);
+    let unknown = annals(&url, &["events", "--correlation", &uuid::Uuid::now_v7().to_string()]);
+    assert_eq!(unknown.status.code(), Some(3));
+
+    // As of the second event's time: the first two events.
+    let shown = json_lines(&annals(&url, &["--json", "stream", "show", "cart-1"]));
+    let second = shown[1]["recorded_at"].as_str().unwrap().to_owned();
+    let as_of = json_lines(&annals(&url, &["--json", "stream", "show", "cart-1", "--as-of", &second]));
+    assert_eq!(as_of.len(), 2);
+
+    let mut transaction = store.begin().await.unwrap();
+    assert!(store.move_checkpoint(&mut transaction, "views", None, Checkpoint::from_parts(0, 3)).await.unwrap());
+    store.commit(transaction).await.unwrap();
+    stdout(&annals(&url, &["consumers", "reset", "views"]));
+    assert_eq!(store.load_checkpoint("views").await.unwrap(), None, "it starts again from the first event");
+    assert!(stdout(&annals(&url, &["feed", "blockers"])).contains("nothing holds"));
+}
+
+/// `feed blockers` names a transaction of the store's database that has written, is still
+/// open, and holds the feed back (an event committed after it started), with its pid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_blockers_names_an_open_writing_transaction() {
+    use annals_postgres::sqlx;
+    let store = annals_postgres::testing::fresh_store().await.unwrap();
+    let url = annals_postgres::testing::database_url().unwrap();
+    let schema = store.schema().as_str().to_owned();
+    let mut open = store.pool().begin().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *open).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *open).await.unwrap();
+    store.append("cart-1", ExpectedVersion::Exact(0), vec![event(1)]).await.unwrap(); // held back behind it
+    let blockers = json_lines(&annals(&url, &["--schema", &schema, "--json", "feed", "blockers"]));
+    assert!(blockers.iter().any(|b| b["pid"].as_i64() == Some(i64::from(pid))), "{blockers:?}");
+    open.rollback().await.unwrap();
+}

@@ -27,6 +27,11 @@ impl Inspect for MemoryStore {
         Ok(streams)
     }
 
+    async fn correlated(&self, correlation_id: uuid::Uuid) -> Result<Vec<annals::Envelope>, StoreError> {
+        let log = self.log.read();
+        Ok(log.events.iter().filter(|e| e.metadata.correlation_id == Some(correlation_id)).cloned().collect())
+    }
+
     async fn consumers(&self) -> Result<Vec<ConsumerInfo>, StoreError> {
         let consumers = self.consumers.lock().await;
         let mut listed: Vec<ConsumerInfo> = consumers

@@ -33,6 +33,10 @@ impl Inspect for PostgresStore {
             .collect()
     }
 
+    async fn correlated(&self, correlation_id: uuid::Uuid) -> Result<Vec<annals::Envelope>, StoreError> {
+        self.events_by_correlation(correlation_id).await
+    }
+
     async fn consumers(&self) -> Result<Vec<ConsumerInfo>, StoreError> {
         let operation = || "listing the consumers".to_owned();
         let found = sqlx::query(&self.sql().list_consumers)

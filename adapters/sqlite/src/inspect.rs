@@ -33,6 +33,16 @@ impl Inspect for SqliteStore {
             .collect()
     }
 
+    async fn correlated(&self, correlation_id: uuid::Uuid) -> Result<Vec<annals::Envelope>, StoreError> {
+        let operation = || format!("reading the events of correlation id {correlation_id}");
+        let found = sqlx::query(sql::EVENTS_BY_CORRELATION)
+            .bind(correlation_id)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| store_error(operation(), e))?;
+        crate::rows::envelopes(&found, None, &operation)
+    }
+
     async fn consumers(&self) -> Result<Vec<ConsumerInfo>, StoreError> {
         let operation = || "listing the consumers".to_owned();
         let found =

@@ -50,6 +50,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "create_dead_letters",
         sql: include_str!("../migrations/0005_create_dead_letters.sql"),
     },
+    Migration {
+        version: 6,
+        name: "index_correlation_ids",
+        sql: include_str!("../migrations/0006_index_correlation_ids.sql"),
+    },
 ];
 
 /// Every migration this version of annals-sqlite knows, oldest first.

@@ -168,3 +168,7 @@ pub(crate) const LIST_STREAMS: &str = "SELECT stream_id, max(stream_version) AS 
 
 /// Every consumer's checkpoint: `name`, `major`, `minor`, `updated_at` (ns), by name.
 pub(crate) const LIST_CONSUMERS: &str = "SELECT name, major, minor, updated_at FROM checkpoints ORDER BY name";
+
+/// `?1` correlation id (16 bytes): its events, in global order.
+pub(crate) const EVENTS_BY_CORRELATION: &str =
+    concat!("SELECT ", event_columns!(), " FROM events WHERE correlation_id = ?1 ORDER BY global_position");

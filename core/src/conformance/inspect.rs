@@ -2,7 +2,8 @@
 //! limit) and the consumers with their checkpoints. Run it with
 //! [`inspect_conformance_tests!`](crate::inspect_conformance_tests).
 
-use super::support::events;
+use super::support::{event, events};
+use crate::envelope::Metadata;
 use crate::store::{Checkpoint, CheckpointStore, EventStore, ExpectedVersion, Inspect};
 
 /// Streams are listed by id with their versions and newest times; a category keeps its
@@ -34,4 +35,17 @@ pub async fn consumers_are_listed_with_their_checkpoints<S: CheckpointStore + In
     let consumers = store.consumers().await.unwrap();
     let listed: Vec<(&str, Checkpoint)> = consumers.iter().map(|c| (c.name.as_str(), c.checkpoint)).collect();
     assert_eq!(listed, [("mailer", Checkpoint::from_parts(0, 3)), ("views", Checkpoint::from_parts(0, 7))]);
+}
+
+/// The events of one correlation id, across streams, in global order; none for an
+/// unknown id.
+pub async fn events_are_found_by_correlation_id<S: EventStore + Inspect>(store: S) {
+    let (request, other) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let tagged = |n: u64, id: uuid::Uuid| event(n).with_metadata(Metadata::default().correlation_id(id));
+    store.append("cart-1", ExpectedVersion::Exact(0), vec![tagged(1, request), tagged(2, other)]).await.unwrap();
+    store.append("order-1", ExpectedVersion::Exact(0), vec![event(1), tagged(2, request)]).await.unwrap();
+    let found = store.correlated(request).await.unwrap();
+    let places: Vec<(&str, u64)> = found.iter().map(|e| (e.stream_id.as_str(), e.stream_version)).collect();
+    assert_eq!(places, [("cart-1", 1), ("order-1", 2)]);
+    assert!(store.correlated(uuid::Uuid::now_v7()).await.unwrap().is_empty());
 }

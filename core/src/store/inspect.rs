@@ -6,6 +6,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::envelope::Envelope;
 use crate::store::{Checkpoint, StoreError};
 
 /// A stream as [`Inspect::streams`] lists it.
@@ -41,4 +42,8 @@ pub trait Inspect: Clone + Send + Sync + 'static {
 
     /// Every consumer with a checkpoint in the store, by name.
     fn consumers(&self) -> impl Future<Output = Result<Vec<ConsumerInfo>, StoreError>> + Send;
+
+    /// Every event whose metadata carries `correlation_id`, across all streams, in global
+    /// order: everything one request or business transaction caused.
+    fn correlated(&self, correlation_id: uuid::Uuid) -> impl Future<Output = Result<Vec<Envelope>, StoreError>> + Send;
 }
