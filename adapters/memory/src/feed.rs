@@ -42,4 +42,9 @@ impl EventFeed for MemoryStore {
         })
         .boxed())
     }
+
+    /// Commit order is position order here: the checkpoint is the position.
+    async fn checkpoint_of(&self, event: &annals::Envelope) -> Result<Checkpoint, StoreError> {
+        Ok(checkpoint(event.global_position))
+    }
 }

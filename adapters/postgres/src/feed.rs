@@ -352,6 +352,28 @@ impl EventFeed for PostgresStore {
     async fn wakeups(&self) -> Result<BoxStream<'static, ()>, StoreError> {
         self.listener().subscribe(self).await
     }
+
+    /// The event's writing transaction and position: one primary-key lookup.
+    async fn checkpoint_of(&self, event: &annals::Envelope) -> Result<Checkpoint, StoreError> {
+        let position = event.global_position;
+        let operation = || format!("finding the checkpoint of the event at global position {position}");
+        let commit: Option<i64> = self
+            .on_live_connection(|| {
+                sqlx::query_scalar(&self.sql().transaction_of)
+                    .bind(kit::bound_to_db(position))
+                    .fetch_optional(self.pool())
+            })
+            .await
+            .map_err(|e| store_error(operation(), e))?;
+        let Some(commit) = commit else {
+            return Err(StoreError::Backend {
+                operation: operation(),
+                source: format!("no event is stored at global position {position}").into(),
+            });
+        };
+        rows::checkpoint(commit, i64::try_from(position).unwrap_or(i64::MAX))
+            .map_err(|e| crate::error::out_of_range(operation(), e))
+    }
 }
 
 impl PostgresStore {

@@ -115,6 +115,9 @@ pub(crate) struct Statements {
     /// `$1` stream, `$2` stream version, `$3` schema version, `$4` state, `$5` taken at.
     pub(crate) save_snapshot: String,
 
+    /// `$1` global position. Column `commit`: the writing transaction's id.
+    pub(crate) transaction_of: String,
+
     // Listings for operators (`Inspect`).
     /// `$1` category (NULL: all), `$2` limit. Columns `stream_id`, `version`, `last_recorded_at`.
     pub(crate) list_streams: String,
@@ -221,6 +224,9 @@ impl Statements {
                      WHERE stored.stream_version < excluded.stream_version \
                         OR (stored.stream_version = excluded.stream_version \
                             AND stored.schema_version <> excluded.schema_version)"
+            ),
+            transaction_of: format!(
+                "SELECT transaction_id::text::int8 AS commit FROM {s}.events WHERE global_position = $1"
             ),
             list_streams: format!(
                 "SELECT stream_id, max(stream_version) AS version, max(recorded_at) AS last_recorded_at \

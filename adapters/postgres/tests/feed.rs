@@ -283,5 +283,6 @@ async fn the_feed_suite_holds_with_reads_shared_between_subscribers() {
         settle_then_read_sees_everything_appended_before,
         wakeups_fire_after_an_append,
         concurrent_writers_with_rollbacks_are_seen_exactly_once,
+        checkpoint_of_is_where_the_feed_hands_the_event_out,
     );
 }

@@ -108,6 +108,10 @@ impl EventFeed for SqliteStore {
         })
         .boxed())
     }
+    /// Commit order is position order here: the checkpoint is the position.
+    async fn checkpoint_of(&self, event: &annals::Envelope) -> Result<Checkpoint, StoreError> {
+        Ok(checkpoint(event.global_position))
+    }
 }
 
 #[cfg(all(test, feature = "testing"))]

@@ -419,3 +419,17 @@ pub async fn concurrent_writers_with_rollbacks_are_seen_exactly_once<S: EventSto
     let stored_ids: BTreeSet<Uuid> = feed_all(&store).await.iter().map(|e| e.event_id).collect();
     assert_eq!(stored_ids.len(), committed.len());
 }
+
+/// [`checkpoint_of`](EventFeed::checkpoint_of) places an event where the feed hands it
+/// out, for the envelopes an append returned: what read-your-writes waits for.
+pub async fn checkpoint_of_is_where_the_feed_hands_the_event_out<S: EventStore + EventFeed>(store: S) {
+    let mut written = store.append("rw-1", ExpectedVersion::Exact(0), events(1..=2)).await.unwrap();
+    written.extend(store.append("rw-2", ExpectedVersion::Exact(0), events(1..=1)).await.unwrap());
+    store.settle().await.unwrap();
+    let feed = store.read_feed(Checkpoint::START, &Filter::all(), 100).await.unwrap().events;
+    assert_eq!(feed.len(), 3);
+    for (event, handed_out) in written.iter().zip(&feed) {
+        assert_eq!(event.event_id, handed_out.envelope.event_id);
+        assert_eq!(store.checkpoint_of(event).await.unwrap(), handed_out.checkpoint, "{}", event.stream_id);
+    }
+}

@@ -250,6 +250,13 @@ pub trait EventFeed: Clone + Send + Sync + 'static {
     /// A stream that yields whenever events may have been appended.
     fn wakeups(&self) -> impl Future<Output = Result<BoxStream<'static, ()>, StoreError>> + Send;
 
+    /// The feed checkpoint of a stored event (one that [`append`](crate::EventStore::append)
+    /// or a read returned): a consumer whose checkpoint is at or past it has applied it and
+    /// every event committed before it. What read-your-writes waits for: see
+    /// [`InMemoryProjection::wait_for`](crate::subscription::InMemoryProjection::wait_for)
+    /// and [`wait_for_checkpoint`](crate::subscription::wait_for_checkpoint).
+    fn checkpoint_of(&self, event: &Envelope) -> impl Future<Output = Result<Checkpoint, StoreError>> + Send;
+
     /// Waits until every event committed before the call can be read: afterwards,
     /// [`read_feed`](Self::read_feed) holds back none of them.
     /// [`Subscription::catch_up`](crate::subscription::Subscription::catch_up) calls it

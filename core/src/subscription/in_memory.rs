@@ -8,6 +8,7 @@ use crate::projection::{BoxError, Projection};
 use crate::store::{Checkpoint, EventFeed, FeedEvent, Filter};
 use crate::subscription::poison::{held_behind, Disposition, ParkedIndex};
 use crate::subscription::sink::{pending, project};
+use crate::subscription::WaitError;
 use crate::subscription::{Parked, PoisonPolicy, RetryReport, Sink, SinkError, Subscription, SubscriptionError};
 
 /// A projection whose read model lives in process memory, with its checkpoint beside it:
@@ -111,6 +112,38 @@ impl<P: Projection<Context = ()> + Sync> InMemoryProjection<P> {
     /// The checkpoint of the last applied event.
     pub async fn checkpoint(&self) -> Checkpoint {
         self.inner.read().await.checkpoint
+    }
+
+    /// Waits at most `timeout` until the read model has applied every event up to
+    /// `target` (see [`EventFeed::checkpoint_of`](crate::store::EventFeed::checkpoint_of)):
+    /// read-your-writes. Returns its checkpoint then.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # use annals::store::EventFeed;
+    /// # use annals::subscription::{InMemoryProjection, Subscription};
+    /// # use std::time::Duration;
+    /// # #[derive(Projection, Default)]
+    /// # #[projection(events(Rang))]
+    /// # struct Rings(u32);
+    /// # #[derive(Event, serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+    /// # pub struct Rang;
+    /// # impl On<Rang> for Rings {
+    /// #     async fn on(&mut self, _: Rang, _: &Envelope, _: &mut ()) -> Result<(), annals::BoxError> { self.0 += 1; Ok(()) }
+    /// # }
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = annals_memory::MemoryStore::new();
+    /// let rings = InMemoryProjection::new(Rings::default());
+    /// let mut following = Subscription::new(store.clone(), rings.clone());
+    /// tokio::spawn(async move { following.run().await });
+    /// let written = store.append("bell-1", ExpectedVersion::Any, vec![annals::NewEvent::new("Rang", 1, serde_json::json!(null))]).await?;
+    /// rings.wait_for(store.checkpoint_of(&written[0]).await?, Duration::from_secs(5)).await?;
+    /// assert_eq!(rings.read().await.0, 1); // the read model reflects the write
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn wait_for(&self, target: Checkpoint, timeout: std::time::Duration) -> Result<Checkpoint, WaitError> {
+        crate::subscription::wait::wait_until(P::NAME, target, timeout, || self.checkpoint()).await
     }
 
     /// Rebuilds the read model from the first event into `fresh` while this one keeps

@@ -19,6 +19,11 @@
 //! | [`ExactlyOnce`] | in the store's [`CheckpointStore`], in the transaction that runs the handlers | exactly once for writes through the transaction |
 //! | [`AtLeastOnce`] | in the store's [`CheckpointStore`], after each handled event | at least once: handlers with outside effects use [`Envelope::event_id`](crate::Envelope) as idempotency key |
 //!
+//! # Read-your-writes
+//! [`EventFeed::checkpoint_of`] gives a stored event's place in the feed; a consumer at or
+//! past it has applied it: [`InMemoryProjection::wait_for`] and [`wait_for_checkpoint`]
+//! wait for that.
+//!
 //! A [`Subscription`] feeds one sink: `Subscription::new(feed, sink)`, tuned with
 //! [`filter`](Subscription::filter) (the one place to narrow what a consumer reads; by
 //! default what the sink handles) and [`options`](Subscription::options).
@@ -29,11 +34,13 @@ mod poison;
 mod sink;
 #[allow(clippy::module_inception, reason = "the module holds the `Subscription` type and its errors")]
 mod subscription;
+mod wait;
 
 pub use checkpointed::{AtLeastOnce, CheckpointMoved, ExactlyOnce, Reset};
 pub use in_memory::InMemoryProjection;
 pub use poison::{Parked, PoisonPolicy, RetryReport};
 pub use sink::{Sink, SinkError};
 pub use subscription::{Subscription, SubscriptionError, SubscriptionOptions, SubscriptionState, SubscriptionStatus};
+pub use wait::{wait_for_checkpoint, WaitError};
 
 pub use crate::store::{Checkpoint, CheckpointStore, EventFeed, FeedBatch, FeedEvent, Filter, StreamFilter};

@@ -2,6 +2,7 @@
 //! `Repository<Cart, S>` (load the cart from its events, decide, append with optimistic
 //! concurrency). Responses carry what was stored, nothing from the read models.
 
+use annals::store::Checkpoint;
 use annals::{Envelope, Metadata, Repository};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -53,9 +54,12 @@ pub struct CommandResponse {
     /// The cart's stream version after the command; `GET /carts/{id}?min_version=` waits
     /// for the read model to reach it.
     pub version: u64,
-    /// The global position of the last stored event (0 if none was stored);
-    /// `GET /products/best-sellers?min_position=` waits for it.
+    /// The global position of the last stored event (0 if none was stored).
     pub position: u64,
+    /// The feed checkpoint of the last stored event (none if none was stored):
+    /// `GET /products/best-sellers?after=` waits until the read model has applied it
+    /// (read-your-writes, exact on every store).
+    pub checkpoint: Option<Checkpoint>,
     /// The correlation id stamped on the events.
     pub correlation_id: Uuid,
     /// The stored events.
@@ -75,7 +79,7 @@ pub(crate) async fn add_item<S: ServiceStore>(
     validate_id("sku", &body.sku)?;
     let command = AddItem { sku: body.sku, qty: body.qty, unit_price_cents: body.unit_price_cents };
     let done = carts.execute_with(&id, command, metadata(correlation)).await?;
-    Ok((StatusCode::CREATED, Json(response(id, correlation, done.version, done.events))))
+    Ok((StatusCode::CREATED, Json(response(carts.store(), id, correlation, done.version, done.events).await?)))
 }
 
 /// `DELETE /carts/{id}/items/{sku}?qty=N`: take units of a product out.
@@ -90,7 +94,7 @@ pub(crate) async fn remove_item<S: ServiceStore>(
     validate_id("cart id", &id)?;
     validate_id("sku", &sku)?;
     let done = carts.execute_with(&id, RemoveItem { sku, qty: query.qty }, metadata(correlation)).await?;
-    Ok(Json(response(id, correlation, done.version, done.events)))
+    Ok(Json(response(carts.store(), id, correlation, done.version, done.events).await?))
 }
 
 /// `POST /carts/{id}/checkout`: pay and close the cart.
@@ -102,21 +106,32 @@ pub(crate) async fn checkout<S: ServiceStore>(
     let Path(id) = path?;
     validate_id("cart id", &id)?;
     let done = carts.execute_with(&id, Checkout, metadata(correlation)).await?;
-    Ok(Json(response(id, correlation, done.version, done.events)))
+    Ok(Json(response(carts.store(), id, correlation, done.version, done.events).await?))
 }
 
 fn metadata(correlation: CorrelationId) -> Metadata {
     Metadata::default().correlation_id(correlation.0)
 }
 
-fn response(cart_id: String, correlation: CorrelationId, version: u64, events: Vec<Envelope>) -> CommandResponse {
-    CommandResponse {
+async fn response<S: ServiceStore>(
+    store: &S,
+    cart_id: String,
+    correlation: CorrelationId,
+    version: u64,
+    events: Vec<Envelope>,
+) -> Result<CommandResponse, ApiError> {
+    let checkpoint = match events.last() {
+        Some(last) => Some(store.checkpoint_of(last).await?),
+        None => None,
+    };
+    Ok(CommandResponse {
         cart_id,
         version,
         position: events.last().map_or(0, |e| e.global_position),
+        checkpoint,
         correlation_id: correlation.0,
         events,
-    }
+    })
 }
 
 /// Body of `GET /carts/{id}/history`.

@@ -105,8 +105,12 @@ async fn cart(
 pub struct BestSellersQuery {
     /// How many products (default 10, at most 100).
     pub limit: Option<usize>,
-    /// Wait until the projection has applied an event at this global position or later.
+    /// Wait until the projection has applied an event at this global position or later
+    /// (exact on the memory and SQLite stores only; see `after`).
     pub min_position: Option<u64>,
+    /// Wait until the projection has applied every event up to this feed checkpoint, the
+    /// `checkpoint` a command returned: read-your-writes, exact on every store.
+    pub after: Option<Checkpoint>,
 }
 
 /// Body of `GET /products/best-sellers`.
@@ -131,7 +135,11 @@ async fn best_sellers(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request("`limit` must be between 1 and 100"));
     }
-    let as_of = wait_for_position(&read.best_sellers, query.min_position.unwrap_or(0)).await?;
+    let mut as_of = wait_for_position(&read.best_sellers, query.min_position.unwrap_or(0)).await?;
+    if let Some(after) = query.after {
+        as_of =
+            read.best_sellers.wait_for(after, MAX_WAIT).await.map_err(|e| ApiError::unavailable(e.to_string(), 1))?;
+    }
     let view = read.best_sellers.read().await;
     Ok(Json(BestSellersResponse {
         products: view.top(limit),

@@ -98,6 +98,7 @@ async fn scenario<S: ServiceStore>(store: S) {
     assert_eq!(checkout_event["payload"]["total_cents"], 2 * 450 + 1200);
     assert_eq!(checkout_event["metadata"]["correlation_id"], correlation);
     let position = checked_out["position"].as_u64().unwrap();
+    let checkpoint = checked_out["checkpoint"].clone();
 
     // A checked-out cart refuses more: 409.
     let late =
@@ -122,6 +123,12 @@ async fn scenario<S: ServiceStore>(store: S) {
         expect(waited.await.unwrap(), StatusCode::OK).await["products"],
         json!([{ "sku": "tea", "units_sold": 2 }])
     );
+    // Read-your-writes, exact on every store: the checkout's checkpoint.
+    let after = checkpoint.as_str().expect("a command that stored events returns its checkpoint");
+    let waited = http.get(format!("{base}/products/best-sellers?after={after}&limit=1")).send();
+    let waited = expect(waited.await.unwrap(), StatusCode::OK).await;
+    assert_eq!(waited["checked_out_carts"], 1);
+    assert!(waited["as_of"].as_str().unwrap().parse::<annals::store::Checkpoint>().unwrap() >= after.parse().unwrap());
 
     // The audit trail: 4 events, versions 1..4, with positions, times and metadata.
     let history = expect(http.get(format!("{cart}/history")).send().await.unwrap(), StatusCode::OK).await;
