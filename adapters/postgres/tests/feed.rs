@@ -257,32 +257,21 @@ async fn an_idle_transaction_in_this_database_holds_the_feed_back_and_is_named()
     assert_eq!(ns(&batch), [1]);
 }
 
-/// The feed suite again, with two subscribers following the store, so that reads near the
-/// head are answered from the window of the feed they share (`feed_window.rs`); each
-/// case appends and reads, and calls `settle` where it needs everything committed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_feed_suite_holds_with_reads_shared_between_subscribers() {
-    use annals::conformance::feed;
-    macro_rules! with_followers {
-        ($($case:ident),* $(,)?) => {$({
-            let fresh = store().await;
-            let _followers = (fresh.wakeups().await.unwrap(), fresh.wakeups().await.unwrap());
-            feed::$case(fresh).await;
-        })*};
-    }
-    let _turn = GATE.read().await;
-    with_followers!(
-        an_empty_store_has_an_empty_feed,
-        the_feed_is_in_commit_order_across_streams,
-        the_feed_reads_in_batches_of_at_most_the_limit,
-        a_read_says_whether_more_follows_at_once,
-        a_type_filter_is_pushed_down_and_next_moves_past_skipped_events,
-        stream_and_category_filters_select_exactly_the_matching_events,
-        a_read_resumes_strictly_after_its_checkpoint,
-        checkpoints_increase_and_survive_text_bytes_and_serde,
-        settle_then_read_sees_everything_appended_before,
-        wakeups_fire_after_an_append,
-        concurrent_writers_with_rollbacks_are_seen_exactly_once,
-        checkpoint_of_is_where_the_feed_hands_the_event_out,
-    );
+/// The feed suite again, with two subscribers following each store, so that reads near
+/// the head are answered from the window of the feed they share (`feed_window.rs`). The
+/// followers are wake-up streams kept alive by a task on the case's runtime.
+mod with_shared_reads {
+    use annals::store::EventFeed;
+
+    annals::feed_conformance_tests!(async {
+        // Like the other tests of this file that do not hold transactions open: together.
+        let turn = crate::GATE.read().await;
+        let store = annals_postgres::testing::fresh_store().await.expect("a PostgreSQL store in a fresh schema");
+        let followers = (store.wakeups().await.expect("a wake-up stream"), store.wakeups().await.expect("another"));
+        tokio::spawn(async move {
+            let _kept = (turn, followers);
+            std::future::pending::<()>().await
+        });
+        store
+    });
 }
