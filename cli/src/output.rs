@@ -83,7 +83,8 @@ impl<W: Write> Output<W> {
         let value = json!(consumer);
         self.either(value, || {
             let updated = consumer.updated_at.map_or("-".to_owned(), |at| at.to_rfc3339());
-            format!("{}\t{}\t{}", consumer.name, consumer.checkpoint, updated)
+            let held_by = consumer.held_by.as_deref().unwrap_or("-");
+            format!("{}\t{}\t{}\t{}", consumer.name, consumer.checkpoint, updated, held_by)
         });
     }
 

@@ -37,7 +37,12 @@ impl Inspect for MemoryStore {
         let mut listed: Vec<ConsumerInfo> = consumers
             .checkpoints
             .iter()
-            .map(|(name, checkpoint)| ConsumerInfo { name: name.clone(), checkpoint: *checkpoint, updated_at: None })
+            .map(|(name, checkpoint)| ConsumerInfo {
+                name: name.clone(),
+                checkpoint: *checkpoint,
+                updated_at: None,
+                held_by: None,
+            })
             .collect();
         listed.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(listed)

@@ -40,6 +40,7 @@ impl Inspect for PostgresStore {
     async fn consumers(&self) -> Result<Vec<ConsumerInfo>, StoreError> {
         let operation = || "listing the consumers".to_owned();
         let found = sqlx::query(&self.sql().list_consumers)
+            .bind(self.sql().consumer_lock_key(""))
             .fetch_all(self.pool())
             .await
             .map_err(|e| store_error(operation(), e))?;
@@ -49,7 +50,8 @@ impl Inspect for PostgresStore {
                 let name: String = row.try_get("name").map_err(|e| store_error(operation(), e))?;
                 let checkpoint = rows::stored_checkpoint(row, operation)?;
                 let updated_at = rows::timestamp(row, "updated_at").ok();
-                Ok(ConsumerInfo { name, checkpoint, updated_at })
+                let held_by: Option<String> = row.try_get("held_by").map_err(|e| store_error(operation(), e))?;
+                Ok(ConsumerInfo { name, checkpoint, updated_at, held_by })
             })
             .collect()
     }

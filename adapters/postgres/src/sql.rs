@@ -121,7 +121,9 @@ pub(crate) struct Statements {
     // Listings for operators (`Inspect`).
     /// `$1` category (NULL: all), `$2` limit. Columns `stream_id`, `version`, `last_recorded_at`.
     pub(crate) list_streams: String,
-    /// Columns `name`, `commit`, `position`, `updated_at`, by name.
+    /// `$1` the consumers' lock key prefix ([`consumer_lock_key`](Self::consumer_lock_key)
+    /// of `""`). Columns `name`, `commit`, `position`, `updated_at`, and `held_by`: the
+    /// session holding the consumer's runner lock (`pid N (application)`), or NULL; by name.
     pub(crate) list_consumers: String,
 
     // Consumers' checkpoints.
@@ -233,7 +235,18 @@ impl Statements {
                  FROM {s}.events WHERE $1::text IS NULL OR starts_with(stream_id, $1 || '-') \
                  GROUP BY stream_id ORDER BY stream_id LIMIT $2"
             ),
-            list_consumers: format!("SELECT name, commit, position, updated_at FROM {checkpoints} ORDER BY name"),
+            // An advisory lock on a bigint key shows in `pg_locks` as its high and low 32
+            // bits (`classid`, `objid`) with `objsubid` 1.
+            list_consumers: format!(
+                "SELECT c.name, c.commit, c.position, c.updated_at, \
+                        (SELECT 'pid ' || a.pid || ' (' || coalesce(nullif(a.application_name, ''), 'no name') || ')' \
+                         FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid \
+                         WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted \
+                           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                           AND ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended($1 || c.name, 0) \
+                         LIMIT 1) AS held_by \
+                 FROM {checkpoints} AS c ORDER BY c.name"
+            ),
             load_checkpoint: format!("SELECT commit, position FROM {checkpoints} WHERE name = $1"),
             move_checkpoint: format!(
                 "UPDATE {checkpoints} SET commit = $4, position = $5, updated_at = now() \

@@ -395,3 +395,34 @@ async fn cached_repositories_of_two_processes_never_build_a_wrong_state() {
     assert!(retries > 0, "the processes made each other's caches stale");
     println!("{retries} conflicts retried");
 }
+
+/// `Inspect::consumers` names the session that holds a consumer's runner lock (the lock
+/// `PgProjectionRunner` takes: `pg_try_advisory_lock` on the consumer's key), and nobody
+/// once it is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_name_who_holds_their_runner_lock() {
+    use annals::store::Inspect;
+    let store = store().await;
+    let mut transaction = store.begin().await.unwrap();
+    assert!(store.move_checkpoint(&mut transaction, "ledger", None, Checkpoint::from_parts(1, 2)).await.unwrap());
+    store.commit(transaction).await.unwrap();
+    let mut holder = store.pool().acquire().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *holder).await.unwrap();
+    let key = format!("annals projection {}.ledger", store.schema().as_str());
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+        .bind(&key)
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    assert!(locked);
+    let consumers = store.consumers().await.unwrap();
+    assert_eq!(consumers.len(), 1);
+    let held_by = consumers[0].held_by.clone().unwrap_or_default();
+    assert!(held_by.starts_with(&format!("pid {pid} (")), "{held_by}");
+    let _: bool = sqlx::query_scalar("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+        .bind(&key)
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    assert_eq!(store.consumers().await.unwrap()[0].held_by, None);
+}

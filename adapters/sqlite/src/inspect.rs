@@ -61,6 +61,7 @@ impl Inspect for SqliteStore {
                         from_db(minor, 0, "checkpoint minor part").map_err(invalid)?,
                     ),
                     updated_at: Some(time(row.try_get("updated_at").map_err(column_error)?)),
+                    held_by: None,
                 })
             })
             .collect()

@@ -29,6 +29,10 @@ pub struct ConsumerInfo {
     pub checkpoint: Checkpoint,
     /// When it last moved, where the store records it.
     pub updated_at: Option<DateTime<Utc>>,
+    /// Who processes it now, where the store can tell (on PostgreSQL: the session holding
+    /// its runner's lock, `pid N (application)`); `None` when nobody does or the store
+    /// cannot tell.
+    pub held_by: Option<String>,
 }
 
 /// Listings for operators. Not on any hot path: a listing may scan.
