@@ -1,0 +1,168 @@
+//! The relay against a real `nats-server -js` (a throwaway one per test, or `NATS_URL`):
+//! every event once, in commit order, with hostile stream ids; a relay killed mid-stream
+//! and restarted; two relays at once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests report failure by panicking")]
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use annals::store::{Checkpoint, EventFeed, Filter};
+use annals::{EventStore, ExpectedVersion, NewEvent};
+use annals_memory::MemoryStore;
+use annals_nats::testing::Server;
+use annals_nats::{headers, subject, Relay};
+use async_nats::jetstream;
+use serde_json::json;
+
+/// A JetStream stream name of its own for each test run (a shared `NATS_URL` server keeps
+/// streams between runs).
+fn name(base: &str) -> String {
+    format!("{base}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// The subject prefix of the relay into JetStream stream `name` (streams on one server
+/// may not share subjects).
+fn prefix(name: &str) -> String {
+    name.to_lowercase()
+}
+
+/// Stream ids a subject cannot carry as they are, and plain ones.
+const IDS: [&str; 10] = ["cart-1", "cart-2", "a.b", "a b", "*", ">", "ünï-1", "order-x.y", "order-x y", "~61"];
+
+/// Appends `per_stream` events to each of [`IDS`], interleaved; returns the event ids in
+/// commit order.
+async fn append(store: &MemoryStore, per_stream: u64) -> Vec<String> {
+    let mut ids = Vec::new();
+    for n in 1..=per_stream {
+        for stream in IDS {
+            let event = NewEvent::new("test.happened", 1, json!({ "n": n, "stream": stream }));
+            let stored = store.append(stream, ExpectedVersion::Exact(n - 1), vec![event]).await.unwrap();
+            ids.push(stored[0].event_id.to_string());
+        }
+    }
+    ids
+}
+
+/// Every message of JetStream stream `name`: (subject, event id, checkpoint), in sequence order.
+async fn messages(client: &async_nats::Client, name: &str) -> Vec<(String, String, Checkpoint)> {
+    let stream = jetstream::new(client.clone()).get_stream(name).await.unwrap();
+    let info = stream.get_info().await.unwrap();
+    let mut found = Vec::new();
+    for sequence in info.state.first_sequence..=info.state.last_sequence {
+        let message = stream.get_raw_message(sequence).await.unwrap();
+        let header = |name: &str| message.headers.get(name).unwrap().as_str().to_owned();
+        found.push((
+            message.subject.to_string(),
+            header(headers::MSG_ID),
+            header(headers::CHECKPOINT).parse().unwrap(),
+        ));
+    }
+    found
+}
+
+/// Waits until JetStream stream `name` holds `count` messages.
+async fn wait_for(client: &async_nats::Client, name: &str, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(stream) = jetstream::new(client.clone()).get_stream(name).await {
+            if stream.get_info().await.is_ok_and(|info| info.state.messages >= count) {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "JetStream stream `{name}` did not reach {count} messages");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What the relay must have published: each event once, in commit order, on its subject.
+async fn assert_exactly_once_in_order(client: &async_nats::Client, name: &str, store: &MemoryStore, ids: &[String]) {
+    tokio::time::sleep(Duration::from_millis(300)).await; // anything extra would arrive now
+    let published = messages(client, name).await;
+    let published_ids: Vec<&str> = published.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(published_ids.len(), ids.len(), "every event once");
+    assert_eq!(published_ids, ids.iter().map(String::as_str).collect::<Vec<_>>(), "in commit order");
+    let feed = store.read_feed(Checkpoint::START, &Filter::all(), 100_000).await.unwrap().events;
+    for ((subject_of, _, checkpoint), event) in published.iter().zip(&feed) {
+        assert_eq!(*checkpoint, event.checkpoint);
+        assert_eq!(*subject_of, subject::subject(&prefix(name), &event.envelope.stream_id));
+    }
+    let subjects: HashSet<&str> = published.iter().map(|(s, _, _)| s.as_str()).collect();
+    assert_eq!(subjects.len(), IDS.len(), "one subject per stream, no collisions: {subjects:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_once_in_commit_order_with_hostile_stream_ids() {
+    let server = Server::start().await.unwrap();
+    let client = server.connect().await.unwrap();
+    let store = MemoryStore::new();
+    let relay_once = &name("RELAY_ONCE");
+    let mut ids = append(&store, 100).await;
+    let relay = Relay::new(store.clone(), client.clone(), relay_once.as_str(), prefix(relay_once));
+    let running = tokio::spawn(relay.run());
+    wait_for(&client, relay_once, 1_000).await;
+    // Events appended while it follows arrive too.
+    for n in 0..50u64 {
+        let event = NewEvent::new("test.happened", 1, json!({ "late": n }));
+        ids.push(store.append("late-1", ExpectedVersion::Exact(n), vec![event]).await.unwrap()[0].event_id.to_string());
+    }
+    wait_for(&client, relay_once, 1_050).await;
+    running.abort();
+    let published = messages(&client, relay_once).await;
+    assert_eq!(published.iter().map(|(_, id, _)| id.clone()).collect::<Vec<_>>(), ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_mid_stream_and_restarted_publishes_nothing_twice() {
+    let server = Server::start().await.unwrap();
+    let client = server.connect().await.unwrap();
+    let store = MemoryStore::new();
+    let relay_killed = &name("RELAY_KILLED");
+    let ids = append(&store, 300).await; // 3,000 events
+    for round in 0..3 {
+        let running =
+            tokio::spawn(Relay::new(store.clone(), client.clone(), relay_killed.as_str(), prefix(relay_killed)).run());
+        wait_for(&client, relay_killed, 500 * (round + 1)).await;
+        running.abort(); // mid-batch, acknowledgements in flight
+        let _ = running.await;
+    }
+    let running =
+        tokio::spawn(Relay::new(store.clone(), client.clone(), relay_killed.as_str(), prefix(relay_killed)).run());
+    wait_for(&client, relay_killed, 3_000).await;
+    running.abort();
+    assert_exactly_once_in_order(&client, relay_killed, &store, &ids).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_at_once_publish_each_event_once() {
+    let server = Server::start().await.unwrap();
+    let client = server.connect().await.unwrap();
+    let other = server.connect().await.unwrap();
+    let store = MemoryStore::new();
+    let relay_two = &name("RELAY_TWO");
+    let ids = append(&store, 200).await; // 2,000 events
+    let first = tokio::spawn(Relay::new(store.clone(), client.clone(), relay_two.as_str(), prefix(relay_two)).run());
+    let second = tokio::spawn(Relay::new(store.clone(), other, relay_two.as_str(), prefix(relay_two)).run());
+    wait_for(&client, relay_two, 2_000).await;
+    assert_exactly_once_in_order(&client, relay_two, &store, &ids).await;
+    first.abort();
+    second.abort();
+}
+
+/// The NATS server is killed while the relay publishes and comes back 2 s later: the relay
+/// waits and goes on; every event once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_outage_mid_stream_is_ridden_through() {
+    let mut server = Server::throwaway().await.unwrap();
+    let client = server.connect().await.unwrap();
+    let store = MemoryStore::new();
+    let relay_outage = &name("RELAY_OUTAGE");
+    let ids = append(&store, 300).await; // 3,000 events
+    let relay = Relay::new(store.clone(), server.connect().await.unwrap(), relay_outage.as_str(), prefix(relay_outage));
+    let running = tokio::spawn(relay.run());
+    wait_for(&client, relay_outage, 300).await;
+    server.restart_after(Duration::from_secs(2)).await.unwrap();
+    wait_for(&client, relay_outage, 3_000).await;
+    assert!(!running.is_finished(), "the relay never exits on an outage");
+    running.abort();
+    assert_exactly_once_in_order(&client, relay_outage, &store, &ids).await;
+}
