@@ -95,7 +95,9 @@ enum Failure {
     Fatal(RelayError),
 }
 
-/// Relays the feed of a store to a JetStream stream: see the [module docs](self).
+/// Relays the feed of a store to a JetStream stream, exactly once and in commit order: each
+/// publish is fenced with `Nats-Expected-Last-Sequence`, and the relay resumes from the
+/// checkpoint in the stream's last message (see the [crate docs](crate)).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
