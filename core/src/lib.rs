@@ -69,6 +69,7 @@ pub mod envelope;
 pub mod event;
 #[doc = include_str!("guide.md")]
 pub mod guide {}
+pub mod process;
 pub mod projection;
 pub mod repository;
 pub mod retry;
@@ -173,11 +174,31 @@ pub use annals_macros::Aggregate;
 /// ```
 pub use annals_macros::Projection;
 
+/// Derives [`Process`](process::Process) for a struct: a process manager (workflow)
+/// reacting to events, deadlines and rejected commands; see [`process`].
+///
+/// ```text
+/// #[process(
+///     name = "fulfillment",                      // instance stream category; default: the type name in snake_case
+///     correlate_by = order_id,                   // required: the field of every listed event naming the instance
+///     events(CheckedOut, PaymentFailed),         // required: the events it reacts to (`React<E>` each)
+///     commands(ReserveStock => Inventory),       // the commands it sends, each with the aggregate that handles it
+///     deadlines(PaymentTimedOut),                // its deadline types (`React<D>` each; serde types)
+///     rejected(TakePayment),                     // commands whose rejection it handles (`React<Rejected<C>>` each)
+/// )]
+/// ```
+///
+/// The struct is the instance state: it needs `Default`, `Serialize` and `Deserialize`;
+/// commands and deadlines need `Serialize` and `Deserialize`. A missing `React` impl, a
+/// command whose aggregate does not handle it, an event without the `correlate_by`
+/// field, and a `React` impl for an input not listed are compile errors.
+pub use annals_macros::ProcessManager;
+
 /// Everything a domain model needs: `use annals::prelude::*;`.
 pub mod prelude {
     pub use crate::{
         Aggregate, Apply, Decision, Envelope, Event, EventSet, EventStore, ExpectedVersion, Handle, Metadata, On,
-        Projection, Repository,
+        ProcessManager, Projection, Repository,
     };
 }
 
@@ -185,6 +206,24 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use serde_json;
+
+    pub use crate::process;
+    pub use crate::process::support::{
+        correlate_by, dispatch_command, react_to_deadline, react_to_event, react_to_rejection, unhandled,
+        unknown_command,
+    };
+    pub use futures::future::BoxFuture;
+
+    /// Implemented by `#[derive(ProcessManager)]` for each input in its `events(...)`,
+    /// `deadlines(...)` and `rejected(...)` (as `Rejected<C>`).
+    /// [`React<E>`](crate::process::React) requires it: a reaction to an input the process
+    /// does not list would never run, so it does not compile.
+    #[diagnostic::on_unimplemented(
+        message = "`{E}` is not listed in `#[process(...)]` of `{Self}`, so this `React<{E}>` would never run",
+        label = "`{Self}` does not list `{E}`",
+        note = "list an event in `events(...)`, a deadline in `deadlines(...)`, and for `Rejected<C>` the command in `rejected(...)`; or remove this impl"
+    )]
+    pub trait ListsInput<E> {}
 
     /// Implemented by `#[derive(Projection)]` for each event in its `events(...)`.
     /// [`On<E>`](crate::On) requires it: a handler for an event the projection does not

@@ -13,6 +13,9 @@
 //! - `projection`: `#[derive(Projection)]` with `#[projection(events(...), ...)]`
 //!   (`attr` → `check` → `expand`).
 //!
+//! - `process`: `#[derive(ProcessManager)]` with `#[process(correlate_by = ..., events(...), ...)]`
+//!   (`attr` → `check` → `expand`).
+//!
 //! Attribute names live in `symbol`, the shared parsing of `key = value` and `key(...)`
 //! in `meta`, what aggregates and projections share about `events(...)` in `event_list`.
 
@@ -22,6 +25,7 @@ mod event;
 mod event_list;
 mod krate;
 mod meta;
+mod process;
 mod projection;
 mod symbol;
 
@@ -58,4 +62,16 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 pub fn derive_projection(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     projection::derive(&input).into()
+}
+
+/// Derives `annals::process::Process`: a process manager reacting to events, deadlines
+/// and rejected commands.
+///
+/// `#[process(name = "fulfillment", correlate_by = order_id, events(CheckedOut),
+/// commands(ReserveStock => Inventory), deadlines(PaymentTimedOut), rejected(ReserveStock))]`;
+/// `correlate_by` and `events` are required.
+#[proc_macro_derive(ProcessManager, attributes(process))]
+pub fn derive_process_manager(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    process::derive(&input).into()
 }

@@ -47,6 +47,16 @@ pub(crate) const CONTEXT: Symbol = Symbol("context");
 /// The keys of `#[projection(...)]`, in the order the error messages list them.
 pub(crate) const PROJECTION_KEYS: &[Symbol] = &[NAME, EVENTS, CONTEXT, CRATE];
 
+// #[process(name = "fulfillment", correlate_by = order_id, events(CheckedOut),
+//           commands(ReserveStock => Inventory), deadlines(PaymentTimedOut), rejected(TakePayment))]
+pub(crate) const PROCESS: Symbol = Symbol("process");
+pub(crate) const CORRELATE_BY: Symbol = Symbol("correlate_by");
+pub(crate) const DEADLINES: Symbol = Symbol("deadlines");
+pub(crate) const REJECTED: Symbol = Symbol("rejected");
+
+/// The keys of `#[process(...)]`, in the order the error messages list them.
+pub(crate) const PROCESS_KEYS: &[Symbol] = &[NAME, CORRELATE_BY, EVENTS, COMMANDS, DEADLINES, REJECTED, CRATE];
+
 impl Symbol {
     /// The name as written in source.
     pub(crate) fn as_str(self) -> &'static str {

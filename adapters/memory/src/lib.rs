@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod checkpoints;
+mod deadlines;
 mod feed;
 mod inspect;
 mod snapshots;

@@ -24,6 +24,8 @@ pub struct MemoryStore {
     /// Consumers' checkpoints and dead letters ([`CheckpointStore`](annals::store::CheckpointStore));
     /// a transaction holds the lock.
     pub(crate) consumers: Arc<tokio::sync::Mutex<crate::checkpoints::Consumers>>,
+    /// Process managers' deadlines ([`DeadlineStore`](annals::store::DeadlineStore)).
+    pub(crate) deadlines: Arc<RwLock<crate::deadlines::Deadlines>>,
 }
 
 impl Default for MemoryStore {
@@ -33,6 +35,7 @@ impl Default for MemoryStore {
             snapshots: Arc::default(),
             head: Arc::new(tokio::sync::watch::Sender::new(0)),
             consumers: Arc::default(),
+            deadlines: Arc::default(),
         }
     }
 }

@@ -70,10 +70,25 @@ impl CheckpointStore for PostgresStore {
     }
 
     async fn begin(&self) -> Result<Self::Transaction, StoreError> {
-        // `BEGIN` on a dead pooled connection fails before anything happened: take another.
-        self.on_live_connection(|| self.pool().begin())
-            .await
-            .map_err(|e| store_error("beginning a transaction".to_owned(), e))
+        // A caller cancelled while `BEGIN` is on its way (a task aborted, a `select!` that
+        // took another branch, a request whose client left) must not leave the server in
+        // a transaction: sqlx 0.8.6 then queues no `ROLLBACK` (its guard only rolls back
+        // at a transaction depth it has not counted yet), the connection goes back to the
+        // pool "idle in transaction", and every later autocommit statement on it (an
+        // append) never commits while holding the feed's horizon back for good. `BEGIN`
+        // runs in a task of its own, which finishes even when the caller is gone; a
+        // transaction nobody takes is dropped there and rolled back on release.
+        let store = self.clone();
+        let begun = tokio::spawn(async move {
+            // `BEGIN` on a dead pooled connection fails before anything happened: take another.
+            store.on_live_connection(|| store.pool().begin()).await
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable {
+            operation: "beginning a transaction (the task running `BEGIN` ended early)".to_owned(),
+            source: Box::new(e),
+        })?;
+        begun.map_err(|e| store_error("beginning a transaction".to_owned(), e))
     }
 
     async fn move_checkpoint(

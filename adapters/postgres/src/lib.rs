@@ -79,6 +79,7 @@
 mod append;
 mod checkpoints;
 mod correlation;
+mod deadlines;
 mod error;
 pub mod feed;
 mod feed_window;

@@ -173,6 +173,7 @@ const MIGRATIONS: &[Migration] = &[
         template: include_str!("../migrations/0005_refuse_invalid_rows.sql"),
     },
     Migration { version: 6, name: "json_as_written", template: include_str!("../migrations/0006_json_as_written.sql") },
+    Migration { version: 7, name: "deadlines", template: include_str!("../migrations/0007_deadlines.sql") },
 ];
 
 /// Every migration this version of annals-postgres knows, oldest first.

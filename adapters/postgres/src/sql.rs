@@ -148,6 +148,17 @@ pub(crate) struct Statements {
     /// `$1` consumer, `$2` event id.
     pub(crate) unpark: String,
 
+    // Process managers' deadlines.
+    /// `$1` id, `$2` process, `$3` instance, `$4` due time, `$5` type, `$6` payload (text).
+    /// Keeps an existing row with the id.
+    pub(crate) schedule_deadline: String,
+    /// `$1` ids.
+    pub(crate) remove_deadlines: String,
+    /// `$1` process, `$2` now, `$3` limit: the due deadlines, earliest first.
+    pub(crate) due_deadlines: String,
+    /// `$1` process: when the earliest deadline is due.
+    pub(crate) next_deadline: String,
+
     // Migrations.
     pub(crate) create_schema: String,
     /// Creates the migrations bookkeeping table when missing.
@@ -272,6 +283,16 @@ impl Statements {
                  WHERE parked.consumer = $1 ORDER BY parked.commit, parked.position"
             ),
             unpark: format!("DELETE FROM {s}.parked_events WHERE consumer = $1 AND event_id = $2"),
+            schedule_deadline: format!(
+                "INSERT INTO {s}.deadlines (id, process, instance, due_at, deadline_type, payload) \
+                 VALUES ($1, $2, $3, $4, $5, $6::text::json) ON CONFLICT (id) DO NOTHING"
+            ),
+            remove_deadlines: format!("DELETE FROM {s}.deadlines WHERE id = ANY($1::uuid[])"),
+            due_deadlines: format!(
+                "SELECT id, process, instance, due_at, deadline_type, payload::text AS payload FROM {s}.deadlines \
+                 WHERE process = $1 AND due_at <= $2 ORDER BY due_at, id LIMIT $3"
+            ),
+            next_deadline: format!("SELECT min(due_at) AS due_at FROM {s}.deadlines WHERE process = $1"),
             create_schema: format!("CREATE SCHEMA IF NOT EXISTS {s}"),
             bootstrap: format!(
                 "CREATE TABLE IF NOT EXISTS {s}.annals_migrations (\

@@ -101,6 +101,7 @@
 
 mod append;
 mod checkpoints;
+mod deadlines;
 mod error;
 mod feed;
 mod inspect;

@@ -55,6 +55,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "index_correlation_ids",
         sql: include_str!("../migrations/0006_index_correlation_ids.sql"),
     },
+    Migration { version: 7, name: "create_deadlines", sql: include_str!("../migrations/0007_create_deadlines.sql") },
 ];
 
 /// Every migration this version of annals-sqlite knows, oldest first.

@@ -172,3 +172,18 @@ pub(crate) const LIST_CONSUMERS: &str = "SELECT name, major, minor, updated_at F
 /// `?1` correlation id (16 bytes): its events, in global order.
 pub(crate) const EVENTS_BY_CORRELATION: &str =
     concat!("SELECT ", event_columns!(), " FROM events WHERE correlation_id = ?1 ORDER BY global_position");
+
+/// `?1` id, `?2` process, `?3` instance, `?4` due time, `?5` type, `?6` payload. Stores a
+/// deadline; one with the same id stays as it is.
+pub(crate) const SCHEDULE_DEADLINE: &str = "INSERT INTO deadlines (id, process, instance, due_at, deadline_type, \
+     payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING";
+
+/// `?1` ids (a JSON array of hex text). Removes those deadlines.
+pub(crate) const REMOVE_DEADLINES: &str = "DELETE FROM deadlines WHERE id IN (SELECT value FROM json_each(?1))";
+
+/// `?1` process, `?2` now, `?3` limit. Its due deadlines, earliest first (the due-time index).
+pub(crate) const DUE_DEADLINES: &str = "SELECT id, process, instance, due_at, deadline_type, payload FROM deadlines \
+     WHERE process = ?1 AND due_at <= ?2 ORDER BY due_at, id LIMIT ?3";
+
+/// `?1` process. When its earliest deadline is due (the due-time index).
+pub(crate) const NEXT_DEADLINE: &str = "SELECT min(due_at) AS due_at FROM deadlines WHERE process = ?1";

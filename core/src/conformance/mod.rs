@@ -20,6 +20,7 @@
 //! | [`upcasting_conformance_tests!`](crate::upcasting_conformance_tests) | [`upcasting`] | [`EventStore`](crate::EventStore) |
 //! | [`consumer_conformance_tests!`](crate::consumer_conformance_tests) | [`consumers`] | [`EventStore`](crate::EventStore), [`EventFeed`](crate::EventFeed), [`CheckpointStore`](crate::store::CheckpointStore) |
 //! | [`inspect_conformance_tests!`](crate::inspect_conformance_tests) | [`inspect`] | [`EventStore`](crate::EventStore), [`CheckpointStore`](crate::store::CheckpointStore), [`Inspect`](crate::store::Inspect) |
+//! | [`process_conformance_tests!`](crate::process_conformance_tests) | [`process`] | [`EventStore`](crate::EventStore), [`EventFeed`](crate::EventFeed), [`CheckpointStore`](crate::store::CheckpointStore), [`DeadlineStore`](crate::store::DeadlineStore) |
 //! | [`poison_conformance_tests!`](crate::poison_conformance_tests) | [`poison`] | [`EventStore`](crate::EventStore), [`EventFeed`](crate::EventFeed), [`CheckpointStore`](crate::store::CheckpointStore) with dead letters |
 //!
 //! Each macro expands to one `#[test]` per case, named after the case, that builds a
@@ -40,6 +41,7 @@ pub mod consumers;
 pub mod feed;
 pub mod inspect;
 pub mod poison;
+pub mod process;
 pub mod snapshots;
 pub mod store;
 mod support;
@@ -100,6 +102,27 @@ macro_rules! conformance_tests {
             use super::*;
             $crate::poison_conformance_tests!($make_store);
         }
+        #[allow(unused_imports)]
+        mod process {
+            use super::*;
+            $crate::process_conformance_tests!($make_store);
+        }
+    };
+}
+
+/// Expands to one `#[test]` per case of the [`process`](crate::conformance::process)
+/// suite: a fulfillment workflow run by a [`ProcessRunner`](crate::process::ProcessRunner)
+/// on the store, with compensation, deadlines, restarts and killed runners.
+#[macro_export]
+macro_rules! process_conformance_tests {
+    ($make_store:expr $(,)?) => {
+        $crate::__conformance_cases!(process, $make_store;
+            a_checkout_is_reserved_paid_and_shipped,
+            a_rejected_payment_is_compensated,
+            a_deadline_fires_after_a_restart,
+            killed_runners_run_every_command_exactly_once,
+            a_runner_that_crashed_after_recording_carries_the_reaction_out_once,
+        );
     };
 }
 

@@ -13,6 +13,7 @@
 //!   re-appends, integer conversions), written once.
 
 mod checkpoint_store;
+mod deadline_store;
 mod error;
 mod event_store;
 mod feed;
@@ -21,6 +22,7 @@ pub mod kit;
 mod snapshot_store;
 
 pub use checkpoint_store::CheckpointStore;
+pub use deadline_store::{Deadline, DeadlineStore};
 pub use error::StoreError;
 pub use event_store::{EventStore, ExpectedVersion, VersionRange};
 pub use feed::{Checkpoint, EventFeed, FeedBatch, FeedEvent, Filter, InvalidCheckpoint, StreamFilter};

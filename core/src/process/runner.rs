@@ -1,0 +1,435 @@
+//! [`ProcessRunner`]: follows a store's feed and deadline table, lets each process
+//! instance react, records the reaction, then carries it out.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::watch;
+
+use super::effects::Effects;
+use super::error::ProcessError;
+use super::record::{reaction_event_id, Reaction, Trigger, REACTED};
+use super::{instance_stream, Process};
+use crate::envelope::{Envelope, Metadata, NewEvent};
+use crate::projection::{Permanent, Projection, ProjectionError};
+use crate::retry::RetryPolicy;
+use crate::store::{CheckpointStore, Deadline, DeadlineStore, EventFeed, EventStore, ExpectedVersion, StoreError};
+use crate::subscription::{
+    AtLeastOnce, PoisonPolicy, Subscription, SubscriptionError, SubscriptionOptions, SubscriptionStatus,
+};
+
+/// How many due deadlines one round fires.
+const DEADLINE_BATCH: u32 = 100;
+
+/// How long the deadline loop sleeps at most between looks at the table (a deadline set
+/// by another runner is found within this time).
+const DEADLINE_POLL: Duration = Duration::from_secs(1);
+
+/// A process instance as its stream records it.
+#[derive(Debug)]
+pub struct InstanceView<P> {
+    /// Its correlation id.
+    pub instance: String,
+    /// Its stream ([`instance_stream`]).
+    pub stream: String,
+    /// Its stream's version: how many reactions it recorded.
+    pub version: u64,
+    /// Its state after the last reaction (`Default` before the first).
+    pub state: P,
+    /// Whether it completed.
+    pub completed: bool,
+    /// The deadlines set and neither fired nor cancelled.
+    pub pending: Vec<Deadline>,
+    /// Every recorded reaction, oldest first.
+    pub reactions: Vec<Reaction>,
+}
+
+impl<P: Process> InstanceView<P> {
+    /// Reads instance `instance` of `P` from `store`.
+    pub async fn load<S: EventStore>(store: &S, instance: &str) -> Result<Self, ProcessError> {
+        let stream = instance_stream::<P>(instance);
+        let mut reactions = Vec::new();
+        let mut version = 0;
+        {
+            let mut events = store.read_stream(&stream, (..).into());
+            while let Some(envelope) = events.next().await {
+                let envelope = envelope.map_err(|source| ProcessError::Store {
+                    process: P::NAME,
+                    instance: instance.to_owned(),
+                    what: "reading the instance",
+                    source: Box::new(source),
+                })?;
+                version = envelope.stream_version;
+                reactions.push(reaction_of::<P>(&envelope)?);
+            }
+        }
+        let state = match reactions.last() {
+            Some(last) => serde_json::from_value(last.state.clone()).map_err(|source| ProcessError::Json {
+                process: P::NAME,
+                instance: instance.to_owned(),
+                what: format!("the state recorded at version {version} of `{stream}`"),
+                source,
+            })?,
+            None => P::default(),
+        };
+        let mut pending: Vec<Deadline> = Vec::new();
+        for reaction in &reactions {
+            if let Trigger::Deadline { deadline_id, .. } = &reaction.trigger {
+                pending.retain(|deadline| deadline.id != *deadline_id);
+            }
+            pending.retain(|deadline| !reaction.cancelled.contains(&deadline.id));
+            pending.extend(reaction.deadlines.iter().cloned());
+        }
+        let completed = reactions.iter().any(|reaction| reaction.completed);
+        Ok(InstanceView { instance: instance.to_owned(), stream, version, state, completed, pending, reactions })
+    }
+
+    /// The index of the recorded reaction to the input with this id.
+    fn reaction_to(&self, trigger: uuid::Uuid) -> Option<usize> {
+        self.reactions.iter().position(|reaction| reaction.trigger.id() == trigger)
+    }
+
+    /// The correlation id of the instance: that of the first event it reacted to.
+    fn correlation(&self) -> Option<uuid::Uuid> {
+        self.reactions.iter().find_map(|reaction| reaction.trigger.correlation())
+    }
+}
+
+/// Reads one recorded reaction.
+fn reaction_of<P: Process>(envelope: &Envelope) -> Result<Reaction, ProcessError> {
+    let record = |detail: String| ProcessError::Record {
+        process: P::NAME,
+        stream: envelope.stream_id.clone(),
+        version: envelope.stream_version,
+        detail,
+    };
+    if envelope.event_type != REACTED {
+        return Err(record(format!("its type is `{}`, not `{REACTED}`", envelope.event_type)));
+    }
+    serde_json::from_value(envelope.payload.clone()).map_err(|e| record(e.to_string()))
+}
+
+/// Reacts to inputs and carries reactions out; the projection the runner's subscription
+/// feeds, and what fires deadlines.
+pub(crate) struct Reactor<P, S> {
+    store: S,
+    _process: PhantomData<fn() -> P>,
+}
+
+impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
+    fn new(store: S) -> Self {
+        Reactor { store, _process: PhantomData }
+    }
+
+    fn store_error<'i>(instance: &'i str, what: &'static str) -> impl FnOnce(StoreError) -> ProcessError + 'i {
+        move |source| ProcessError::Store {
+            process: P::NAME,
+            instance: instance.to_owned(),
+            what,
+            source: Box::new(source),
+        }
+    }
+
+    /// Reacts to `trigger` in `instance` (once: a recorded reaction is not decided again)
+    /// and carries the reaction out.
+    fn handle<'a>(&'a self, instance: &'a str, trigger: Trigger) -> BoxFuture<'a, Result<(), ProcessError>> {
+        async move {
+            loop {
+                let loaded = InstanceView::<P>::load(&self.store, instance).await?;
+                if let Some(index) = loaded.reaction_to(trigger.id()) {
+                    return self.settle(&loaded, index).await;
+                }
+                if loaded.completed {
+                    tracing::debug!(process = P::NAME, instance, trigger = %trigger.describe(), "ignored: the instance completed");
+                    if let Trigger::Deadline { deadline_id, .. } = &trigger {
+                        self.store.remove(&[*deadline_id]).await.map_err(Self::store_error(instance, "removing a deadline"))?;
+                    }
+                    return Ok(());
+                }
+                let correlation = trigger.correlation().or_else(|| loaded.correlation());
+                let mut state = loaded.state;
+                let mut effects = Effects::<P>::new(Utc::now());
+                state.react_to(&trigger, &mut effects).map_err(|e| e.in_instance(instance))?;
+                let reaction = effects.into_reaction(instance, &loaded.stream, trigger.clone(), &state, &loaded.pending)?;
+                let mut metadata = Metadata::default().causation_id(trigger.id());
+                metadata.correlation_id = correlation;
+                let payload = serde_json::to_value(&reaction).map_err(|source| ProcessError::Json {
+                    process: P::NAME,
+                    instance: instance.to_owned(),
+                    what: "the reaction".to_owned(),
+                    source,
+                })?;
+                let mut event = NewEvent::new(REACTED, 1, payload).with_metadata(metadata);
+                event.event_id = reaction_event_id(&loaded.stream, trigger.id());
+                let appended = self.store.append(&loaded.stream, ExpectedVersion::Exact(loaded.version), vec![event]).await;
+                match appended {
+                    // Recorded: read it back, so that what is carried out is what is stored
+                    // (an idempotent re-append returns the first recording).
+                    Ok(_) => continue,
+                    // Another runner recorded a reaction meanwhile: look again.
+                    Err(StoreError::Conflict { .. } | StoreError::DuplicateEventId { .. }) => continue,
+                    Err(source) => return Err(Self::store_error(instance, "recording a reaction")(source)),
+                }
+            }
+        }
+        .boxed()
+    }
+
+    /// Carries out the recorded reaction `index` of `loaded`: schedules and cancels its
+    /// deadlines, sends its commands (each idempotently, so again is harmless), reacts to
+    /// their rejections, and removes the deadline that triggered it.
+    async fn settle(&self, loaded: &InstanceView<P>, index: usize) -> Result<(), ProcessError> {
+        let instance = loaded.instance.as_str();
+        let Some(reaction) = loaded.reactions.get(index) else { return Ok(()) };
+        if !reaction.deadlines.is_empty() {
+            self.store
+                .schedule(&reaction.deadlines)
+                .await
+                .map_err(Self::store_error(instance, "scheduling deadlines"))?;
+        }
+        if !reaction.cancelled.is_empty() {
+            self.store
+                .remove(&reaction.cancelled)
+                .await
+                .map_err(Self::store_error(instance, "cancelling deadlines"))?;
+        }
+        let correlation = reaction.trigger.correlation().or_else(|| loaded.correlation());
+        for command in &reaction.commands {
+            let rejection = Trigger::rejected(command, "");
+            if loaded.reaction_to(rejection.id()).is_some() {
+                // Rejected before, and the rejection recorded: carry out that reaction
+                // instead of sending the command again (it might succeed now).
+                self.handle(instance, rejection).await?;
+                continue;
+            }
+            let mut metadata =
+                Metadata::default().causation_id(reaction.trigger.id()).idempotency_key(command.id.to_string());
+            metadata.correlation_id = correlation;
+            match P::dispatch(&self.store, command, metadata).await? {
+                Ok(()) => {}
+                Err(reason) => {
+                    tracing::info!(
+                        process = P::NAME,
+                        instance,
+                        command = %command.command_type,
+                        target = %command.target,
+                        %reason,
+                        "a command was rejected; reacting to the rejection"
+                    );
+                    self.handle(instance, Trigger::rejected(command, reason)).await?;
+                }
+            }
+        }
+        if let Trigger::Deadline { deadline_id, .. } = &reaction.trigger {
+            self.store
+                .remove(&[*deadline_id])
+                .await
+                .map_err(Self::store_error(instance, "removing a fired deadline"))?;
+        }
+        Ok(())
+    }
+
+    /// [`handle`](Self::handle), waiting out transient failures with capped back-off.
+    async fn handle_patiently(&self, instance: &str, trigger: Trigger) -> Result<(), ProcessError> {
+        let mut attempts = RetryPolicy::forever().start();
+        let mut failures = 0_u32;
+        loop {
+            match self.handle(instance, trigger.clone()).await {
+                Err(error) if error.is_transient() => {
+                    failures = failures.saturating_add(1);
+                    if failures == 1 || failures.is_multiple_of(10) {
+                        tracing::warn!(process = P::NAME, instance, failures, %error, "a reaction could not be carried out yet; retrying");
+                    }
+                    tokio::time::sleep(attempts.failed().unwrap_or(RetryPolicy::forever().max_backoff)).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Fires the deadlines of `P` due at `now`; returns how many fired.
+    async fn fire_due(&self, now: DateTime<Utc>) -> Result<usize, ProcessError> {
+        let mut fired = 0;
+        loop {
+            let due = self
+                .store
+                .due(P::NAME, now, DEADLINE_BATCH)
+                .await
+                .map_err(Self::store_error("*", "reading due deadlines"))?;
+            let full = u32::try_from(due.len()).is_ok_and(|n| n >= DEADLINE_BATCH);
+            let mut failed = 0;
+            for deadline in &due {
+                match self.handle_patiently(&deadline.instance, Trigger::deadline(deadline)).await {
+                    Ok(()) => fired += 1,
+                    Err(error) => {
+                        failed += 1;
+                        tracing::error!(
+                            process = P::NAME,
+                            instance = %deadline.instance,
+                            deadline = %deadline.id,
+                            %error,
+                            "a deadline could not fire; it stays in the deadline table and is tried again"
+                        );
+                    }
+                }
+            }
+            if !full || failed > 0 {
+                return Ok(fired);
+            }
+        }
+    }
+}
+
+impl<P: Process, S: EventStore + DeadlineStore> Projection for Reactor<P, S> {
+    const NAME: &'static str = P::NAME;
+    const EVENT_TYPES: &'static [&'static str] = P::EVENT_TYPES;
+    type Context = ();
+
+    async fn project(&mut self, envelope: &Envelope, _: &mut ()) -> Result<(), ProjectionError> {
+        {
+            let handler = |error: ProcessError| ProjectionError::Handler {
+                projection: P::NAME,
+                event_id: envelope.event_id,
+                stream: envelope.stream_id.clone(),
+                version: envelope.stream_version,
+                position: envelope.global_position,
+                event_type: envelope.event_type.clone(),
+                source: Box::new(Permanent::new(error)),
+            };
+            let instance = match P::correlate(envelope) {
+                Ok(Some(instance)) => instance,
+                Ok(None) => return Ok(()),
+                Err(source) => {
+                    return Err(handler(ProcessError::Decode {
+                        process: P::NAME,
+                        trigger: Trigger::event(envelope).describe(),
+                        source: Box::new(source),
+                    }))
+                }
+            };
+            self.handle_patiently(&instance, Trigger::event(envelope)).await.map_err(handler)
+        }
+    }
+}
+
+/// Why a runner stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError {
+    /// Its feed subscription stopped (an input it could neither react to nor park).
+    #[error(transparent)]
+    Feed(#[from] SubscriptionError),
+    /// Firing deadlines failed.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+}
+
+/// Runs process `P` against a store: follows the feed for the events `P` lists (with a
+/// checkpoint named `<name>.process`, at least once, each input reacted to in effect
+/// once) and fires its due deadlines.
+///
+/// ```
+/// # use annals::process::ProcessRunner;
+/// # fn start<P: annals::process::Process>(store: annals_memory::MemoryStore) {
+/// let mut runner = ProcessRunner::<P, _>::new(store);
+/// tokio::spawn(async move { runner.run().await });
+/// # }
+/// ```
+pub struct ProcessRunner<P: Process, S: EventStore + EventFeed + CheckpointStore + DeadlineStore> {
+    store: S,
+    reactor: Reactor<P, S>,
+    policy: PoisonPolicy,
+    options: SubscriptionOptions,
+    subscription: Subscription<S, AtLeastOnce<Reactor<P, S>, S>>,
+}
+
+impl<P: Process, S: EventStore + EventFeed + CheckpointStore + DeadlineStore> ProcessRunner<P, S> {
+    /// A runner of `P` on `store`; an input that cannot be reacted to stops it (see
+    /// [`poison`](Self::poison)).
+    pub fn new(store: S) -> Self {
+        Self::build(store, PoisonPolicy::default(), SubscriptionOptions::default())
+    }
+
+    fn build(store: S, policy: PoisonPolicy, options: SubscriptionOptions) -> Self {
+        let sink = AtLeastOnce::new(store.clone(), Reactor::<P, S>::new(store.clone()))
+            .named(Self::consumer_name())
+            .poison(policy);
+        let subscription = Subscription::new(store.clone(), sink).options(options);
+        ProcessRunner { reactor: Reactor::new(store.clone()), store, policy, options, subscription }
+    }
+
+    /// The runner's consumer name (its checkpoint and parked inputs): `<name>.process`.
+    pub fn consumer_name() -> String {
+        format!("{}.process", P::NAME)
+    }
+
+    /// What to do with an input the process cannot react to: stop (the default) or park
+    /// it, as for projections.
+    pub fn poison(self, policy: PoisonPolicy) -> Self {
+        Self::build(self.store, policy, self.options)
+    }
+
+    /// Batch size and retry of the feed subscription.
+    pub fn options(self, options: SubscriptionOptions) -> Self {
+        Self::build(self.store, self.policy, options)
+    }
+
+    /// Where the feed subscription is: processing, waiting out a failure, stopped.
+    pub fn status(&self) -> watch::Receiver<SubscriptionStatus> {
+        self.subscription.status()
+    }
+
+    /// Reacts to every event in the feed so far, then fires the deadlines due now.
+    pub async fn catch_up(&mut self) -> Result<usize, RunnerError> {
+        self.subscription.catch_up().await?;
+        Ok(self.reactor.fire_due(Utc::now()).await?)
+    }
+
+    /// Fires the deadlines due at `now` (a time in the future fires them early: tests and
+    /// operators); returns how many fired.
+    pub async fn fire_due(&self, now: DateTime<Utc>) -> Result<usize, ProcessError> {
+        self.reactor.fire_due(now).await
+    }
+
+    /// Follows the feed and the deadline table until an input can be neither reacted to
+    /// nor parked. Store outages are waited out.
+    pub async fn run(&mut self) -> Result<(), RunnerError> {
+        let reactor = &self.reactor;
+        let deadlines = async move {
+            let mut attempts = RetryPolicy::forever().start();
+            loop {
+                let now = Utc::now();
+                let pause = match reactor.fire_due(now).await {
+                    Ok(_) => {
+                        attempts = RetryPolicy::forever().start();
+                        match reactor.store.next_due(P::NAME).await {
+                            Ok(Some(next)) => (next - Utc::now()).to_std().unwrap_or_default().min(DEADLINE_POLL),
+                            Ok(None) => DEADLINE_POLL,
+                            Err(error) => {
+                                tracing::warn!(process = P::NAME, %error, "could not read the next deadline; retrying");
+                                DEADLINE_POLL
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(process = P::NAME, %error, "could not fire deadlines; retrying");
+                        attempts.failed().unwrap_or(RetryPolicy::forever().max_backoff)
+                    }
+                };
+                tokio::time::sleep(pause).await;
+            }
+        };
+        tokio::select! {
+            outcome = self.subscription.run() => Ok(outcome?),
+            () = deadlines => Ok(()),
+        }
+    }
+
+    /// Instance `instance` as recorded.
+    pub async fn instance(&self, instance: &str) -> Result<InstanceView<P>, ProcessError> {
+        InstanceView::load(&self.store, instance).await
+    }
+}
