@@ -24,3 +24,10 @@ fn projection() {
     t.compile_fail("ui/projection/fail/*.rs");
     t.pass("ui/projection/pass/*.rs");
 }
+
+#[test]
+fn process() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("ui/process/fail/*.rs");
+    t.pass("ui/process/pass/*.rs");
+}

@@ -180,7 +180,8 @@ pub use annals_macros::Projection;
 /// ```text
 /// #[process(
 ///     name = "fulfillment",                      // instance stream category; default: the type name in snake_case
-///     correlate_by = order_id,                   // required: the field of every listed event naming the instance
+///     correlate_by = order_id,                   // the field of every listed event naming the instance, or:
+///     correlate_with = order_of,                 // a `fn(&Envelope) -> Option<String>` (None: not for this process)
 ///     events(CheckedOut, PaymentFailed),         // required: the events it reacts to (`React<E>` each)
 ///     commands(ReserveStock => Inventory),       // the commands it sends, each with the aggregate that handles it
 ///     deadlines(PaymentTimedOut),                // its deadline types (`React<D>` each; serde types)
@@ -209,8 +210,8 @@ pub mod __private {
 
     pub use crate::process;
     pub use crate::process::support::{
-        correlate_by, dispatch_command, react_to_deadline, react_to_event, react_to_rejection, unhandled,
-        unknown_command,
+        correlate_by, correlate_with, dispatch_command, react_to_deadline, react_to_event, react_to_rejection,
+        unhandled, unknown_command,
     };
     pub use futures::future::BoxFuture;
 

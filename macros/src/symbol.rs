@@ -47,15 +47,17 @@ pub(crate) const CONTEXT: Symbol = Symbol("context");
 /// The keys of `#[projection(...)]`, in the order the error messages list them.
 pub(crate) const PROJECTION_KEYS: &[Symbol] = &[NAME, EVENTS, CONTEXT, CRATE];
 
-// #[process(name = "fulfillment", correlate_by = order_id, events(CheckedOut),
+// #[process(name = "fulfillment", correlate_by = order_id | correlate_with = order_of, events(CheckedOut),
 //           commands(ReserveStock => Inventory), deadlines(PaymentTimedOut), rejected(TakePayment))]
 pub(crate) const PROCESS: Symbol = Symbol("process");
 pub(crate) const CORRELATE_BY: Symbol = Symbol("correlate_by");
+pub(crate) const CORRELATE_WITH: Symbol = Symbol("correlate_with");
 pub(crate) const DEADLINES: Symbol = Symbol("deadlines");
 pub(crate) const REJECTED: Symbol = Symbol("rejected");
 
 /// The keys of `#[process(...)]`, in the order the error messages list them.
-pub(crate) const PROCESS_KEYS: &[Symbol] = &[NAME, CORRELATE_BY, EVENTS, COMMANDS, DEADLINES, REJECTED, CRATE];
+pub(crate) const PROCESS_KEYS: &[Symbol] =
+    &[NAME, CORRELATE_BY, CORRELATE_WITH, EVENTS, COMMANDS, DEADLINES, REJECTED, CRATE];
 
 impl Symbol {
     /// The name as written in source.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::error::ProcessError;
 use super::record::{derived_id, Reaction, SentCommand, Trigger};
-use super::{Process, Schedules, Sends};
+use super::{CommandOf, DeadlineOf, Process};
 use crate::store::Deadline;
 
 /// What a reaction asks for: commands to send, deadlines to set or cancel, completion.
@@ -56,9 +56,9 @@ impl<P: Process> Effects<P> {
     /// routes the command to), once the reaction is recorded.
     pub fn send<C: Serialize>(&mut self, to: impl Into<String>, command: C)
     where
-        P: Sends<C>,
+        C: CommandOf<P>,
     {
-        let type_name = <P as Sends<C>>::COMMAND_TYPE;
+        let type_name = <C as CommandOf<P>>::COMMAND_TYPE;
         if let Some(payload) = self.json(&command, || format!("command `{type_name}`")) {
             self.commands.push(Asked { type_name, target: to.into(), payload });
         }
@@ -68,14 +68,14 @@ impl<P: Process> Effects<P> {
     /// instance cancels it or completes first.
     pub fn deadline<D: Serialize>(&mut self, after: Duration, deadline: D)
     where
-        P: Schedules<D>,
+        D: DeadlineOf<P>,
     {
         let due = chrono::Duration::from_std(after).ok().and_then(|after| self.now.checked_add_signed(after));
         match due {
             Some(due) => self.deadline_at(due, deadline),
             None => self.problem(Problem::Effect(format!(
                 "deadline `{}` after {after:?} is beyond the calendar; use a shorter duration",
-                <P as Schedules<D>>::DEADLINE_TYPE
+                <D as DeadlineOf<P>>::DEADLINE_TYPE
             ))),
         }
     }
@@ -83,9 +83,9 @@ impl<P: Process> Effects<P> {
     /// Sets a deadline at a point in time.
     pub fn deadline_at<D: Serialize>(&mut self, due: DateTime<Utc>, deadline: D)
     where
-        P: Schedules<D>,
+        D: DeadlineOf<P>,
     {
-        let type_name = <P as Schedules<D>>::DEADLINE_TYPE;
+        let type_name = <D as DeadlineOf<P>>::DEADLINE_TYPE;
         if let Some(payload) = self.json(&deadline, || format!("deadline `{type_name}`")) {
             self.deadlines.push((Asked { type_name, target: String::new(), payload }, due));
         }
@@ -95,9 +95,9 @@ impl<P: Process> Effects<P> {
     /// before calling it).
     pub fn cancel<D>(&mut self)
     where
-        P: Schedules<D>,
+        D: DeadlineOf<P>,
     {
-        let type_name = <P as Schedules<D>>::DEADLINE_TYPE;
+        let type_name = <D as DeadlineOf<P>>::DEADLINE_TYPE;
         self.deadlines.retain(|(asked, _)| asked.type_name != type_name);
         self.cancel.push(type_name);
     }

@@ -193,30 +193,32 @@ pub trait Process: Default + Serialize + DeserializeOwned + Send + Sync + 'stati
     label = "`{E}` is listed in `#[process(...)]` but has no `React` impl",
     note = "add `impl annals::process::React<{E}> for {Self} {{ fn react(&mut self, input: &{E}, effects: &mut annals::process::Effects<Self>) {{ ... }} }}`"
 )]
-pub trait React<E>: Process + crate::__private::ListsInput<E> {
+pub trait React<E>: crate::__private::ListsInput<E> + Sized {
     /// Changes the state and asks for effects. It must decide from `self` and `input` only
     /// (no clock, no I/O): [`replay`] checks that new code decides as the recorded one did.
     fn react(&mut self, input: &E, effects: &mut Effects<Self>);
 }
 
-/// What `#[process(commands(C => Aggregate))]` implements: the process may send `C`.
+/// What `#[process(commands(C => Aggregate))]` implements for `C`: a command process
+/// `P` may send. (Implemented on the command, so that a command the process does not list
+/// is reported by its own name.)
 #[diagnostic::on_unimplemented(
-    message = "process `{Self}` does not list `{C}` in `#[process(commands(...))]`, so it cannot send it",
-    label = "`{C}` is not a command of `{Self}`",
-    note = "add `{C} => TheAggregate` to `#[process(commands(...))]` on `{Self}`, naming the aggregate that handles it"
+    message = "`{Self}` is not a command of process `{P}`: it is not in its `#[process(commands(...))]`",
+    label = "`{P}` does not send `{Self}`",
+    note = "add `{Self} => TheAggregate` to `#[process(commands(...))]` on `{P}`, naming the aggregate that handles it"
 )]
-pub trait Sends<C>: Process {
+pub trait CommandOf<P> {
     /// The command's name in reaction records.
     const COMMAND_TYPE: &'static str;
 }
 
-/// What `#[process(deadlines(D))]` implements: the process may set deadlines of type `D`.
+/// What `#[process(deadlines(D))]` implements for `D`: a deadline type of process `P`.
 #[diagnostic::on_unimplemented(
-    message = "process `{Self}` does not list `{D}` in `#[process(deadlines(...))]`",
-    label = "`{D}` is not a deadline of `{Self}`",
-    note = "add `{D}` to `#[process(deadlines(...))]` on `{Self}` and implement `React<{D}>`"
+    message = "`{Self}` is not a deadline of process `{P}`: it is not in its `#[process(deadlines(...))]`",
+    label = "`{P}` has no deadline `{Self}`",
+    note = "add `{Self}` to `#[process(deadlines(...))]` on `{P}` and implement `React<{Self}>`"
 )]
-pub trait Schedules<D>: Process {
+pub trait DeadlineOf<P> {
     /// The deadline's name in reaction records and the deadline table.
     const DEADLINE_TYPE: &'static str;
 }

@@ -25,8 +25,16 @@ pub fn correlate_by<E: Event, T: Display>(
     Ok(Some(field(&event).to_string()))
 }
 
+/// The instance an event belongs to, by the process's `correlate_with` function.
+pub fn correlate_with(
+    envelope: &Envelope,
+    function: fn(&Envelope) -> Option<String>,
+) -> Result<Option<String>, DecodeError> {
+    Ok(function(envelope))
+}
+
 /// Decodes an event trigger as `E` and runs `P`'s `React<E>`.
-pub fn react_to_event<P: React<E>, E: Event>(
+pub fn react_to_event<P: React<E> + super::Process, E: Event>(
     process: &mut P,
     trigger: &Trigger,
     effects: &mut Effects<P>,
@@ -42,7 +50,7 @@ pub fn react_to_event<P: React<E>, E: Event>(
 }
 
 /// Decodes a deadline trigger as `D` and runs `P`'s `React<D>`.
-pub fn react_to_deadline<P: React<D>, D: DeserializeOwned>(
+pub fn react_to_deadline<P: React<D> + super::Process, D: DeserializeOwned>(
     process: &mut P,
     trigger: &Trigger,
     effects: &mut Effects<P>,
@@ -54,7 +62,7 @@ pub fn react_to_deadline<P: React<D>, D: DeserializeOwned>(
 }
 
 /// Decodes a rejection trigger's command as `C` and runs `P`'s `React<Rejected<C>>`.
-pub fn react_to_rejection<P: React<Rejected<C>>, C: DeserializeOwned>(
+pub fn react_to_rejection<P: React<Rejected<C>> + super::Process, C: DeserializeOwned>(
     process: &mut P,
     trigger: &Trigger,
     effects: &mut Effects<P>,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::effects::Effects;
 use super::error::ProcessError;
 use super::record::{Reaction, SentCommand, Trigger};
-use super::{Process, Schedules, Sends};
+use super::{CommandOf, DeadlineOf, Process};
 use crate::envelope::{Envelope, Metadata};
 use crate::event::Event;
 use crate::store::Deadline;
@@ -88,17 +88,17 @@ impl<P: Process> ProcessTest<P> {
     /// Reacts to deadline `deadline` coming due.
     pub fn when_deadline<D: Serialize>(&mut self, deadline: D) -> Reacted<P>
     where
-        P: Schedules<D>,
+        D: DeadlineOf<P>,
     {
         let payload = serde_json::to_value(&deadline).unwrap_or_default();
         let id = self
             .pending
             .iter()
-            .find(|pending| pending.deadline_type == <P as Schedules<D>>::DEADLINE_TYPE && pending.payload == payload)
+            .find(|pending| pending.deadline_type == <D as DeadlineOf<P>>::DEADLINE_TYPE && pending.payload == payload)
             .map_or_else(Uuid::now_v7, |pending| pending.id);
         let trigger = Trigger::Deadline {
             deadline_id: id,
-            deadline_type: <P as Schedules<D>>::DEADLINE_TYPE.to_owned(),
+            deadline_type: <D as DeadlineOf<P>>::DEADLINE_TYPE.to_owned(),
             due_at: Utc::now(),
             payload,
         };
@@ -108,11 +108,11 @@ impl<P: Process> ProcessTest<P> {
     /// Reacts to the rejection of `command` (sent to `to`) with `reason`.
     pub fn when_rejected<C: Serialize>(&mut self, to: &str, command: C, reason: &str) -> Reacted<P>
     where
-        P: Sends<C>,
+        C: CommandOf<P>,
     {
         let sent = SentCommand {
             id: Uuid::now_v7(),
-            command_type: <P as Sends<C>>::COMMAND_TYPE.to_owned(),
+            command_type: <C as CommandOf<P>>::COMMAND_TYPE.to_owned(),
             target: to.to_owned(),
             payload: serde_json::to_value(&command).unwrap_or_default(),
         };
@@ -167,11 +167,11 @@ impl<P: Process> Reacted<P> {
     /// The commands of type `C` it sent, with the aggregate id each went to.
     pub fn sent<C: DeserializeOwned>(&self) -> Vec<(String, C)>
     where
-        P: Sends<C>,
+        C: CommandOf<P>,
     {
         self.commands()
             .iter()
-            .filter(|c| c.command_type == <P as Sends<C>>::COMMAND_TYPE)
+            .filter(|c| c.command_type == <C as CommandOf<P>>::COMMAND_TYPE)
             .filter_map(|c| Some((c.target.clone(), serde_json::from_value(c.payload.clone()).ok()?)))
             .collect()
     }
@@ -179,12 +179,12 @@ impl<P: Process> Reacted<P> {
     /// The deadlines of type `D` it set.
     pub fn scheduled<D: DeserializeOwned>(&self) -> Vec<D>
     where
-        P: Schedules<D>,
+        D: DeadlineOf<P>,
     {
         self.reaction
             .iter()
             .flat_map(|r| &r.deadlines)
-            .filter(|d| d.deadline_type == <P as Schedules<D>>::DEADLINE_TYPE)
+            .filter(|d| d.deadline_type == <D as DeadlineOf<P>>::DEADLINE_TYPE)
             .filter_map(|d| serde_json::from_value(d.payload.clone()).ok())
             .collect()
     }

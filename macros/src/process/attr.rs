@@ -2,12 +2,14 @@
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
-use syn::{DeriveInput, Ident, LitStr, TypePath};
+use syn::{DeriveInput, ExprPath, Ident, LitStr, TypePath};
 
 use super::Route;
 use crate::errors::Errors;
 use crate::meta::{self, List, Slot};
-use crate::symbol::{COMMANDS, CORRELATE_BY, CRATE, DEADLINES, EVENTS, NAME, PROCESS, PROCESS_KEYS, REJECTED};
+use crate::symbol::{
+    COMMANDS, CORRELATE_BY, CORRELATE_WITH, CRATE, DEADLINES, EVENTS, NAME, PROCESS, PROCESS_KEYS, REJECTED,
+};
 
 /// What the error messages suggest writing.
 pub(super) const USAGE: &str = "`#[process(correlate_by = order_id, events(CheckedOut, PaymentFailed))]`";
@@ -18,6 +20,9 @@ pub(super) struct Attrs {
     pub(super) name: Option<LitStr>,
     pub(super) correlate_by: Option<Ident>,
     pub(super) correlate_by_written: bool,
+    /// `correlate_with = order_of`: a function of the envelope instead of a field.
+    pub(super) correlate_with: Option<ExprPath>,
+    pub(super) correlate_with_written: bool,
     pub(super) events: Option<List<TypePath>>,
     pub(super) events_written: bool,
     pub(super) commands: Option<List<Route>>,
@@ -31,6 +36,7 @@ pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
     let mut name = Slot::new(PROCESS, NAME);
     let mut krate = Slot::new(PROCESS, CRATE);
     let mut correlate_by = Slot::new(PROCESS, CORRELATE_BY);
+    let mut correlate_with = Slot::new(PROCESS, CORRELATE_WITH);
     let mut events = Slot::new(PROCESS, EVENTS);
     let mut commands = Slot::new(PROCESS, COMMANDS);
     let mut deadlines = Slot::new(PROCESS, DEADLINES);
@@ -50,6 +56,14 @@ pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
                 "expected the name of a field every listed event has, such as `correlate_by = order_id` (without quotes)",
             )?;
             correlate_by.set(errors, path, value);
+        } else if *path == CORRELATE_WITH {
+            // #[process(correlate_with = order_of)]
+            let value = meta::assign::<ExprPath>(
+                meta,
+                errors,
+                "expected a function such as `correlate_with = order_of`, a `fn(&annals::Envelope) -> Option<String>` (without quotes)",
+            )?;
+            correlate_with.set(errors, path, value);
         } else if *path == EVENTS {
             // #[process(events(CheckedOut, PaymentFailed))]
             let value = meta::list::<TypePath>(
@@ -90,6 +104,8 @@ pub(super) fn parse(input: &DeriveInput, errors: &mut Errors) -> Attrs {
         name: name.get(),
         correlate_by_written: correlate_by.written(),
         correlate_by: correlate_by.get(),
+        correlate_with_written: correlate_with.written(),
+        correlate_with: correlate_with.get(),
         events_written: events.written(),
         events: events.get(),
         commands: commands.get(),

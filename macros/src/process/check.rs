@@ -7,7 +7,7 @@ use syn::ext::IdentExt;
 use syn::{Data, DeriveInput, LitStr, TypePath};
 
 use super::attr::{Attrs, USAGE};
-use super::{type_name, Model, Route};
+use super::{type_name, Correlation, Model, Route};
 use crate::errors::Errors;
 use crate::event_list::{display, snake_case};
 use crate::meta::List;
@@ -26,12 +26,26 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
         Some(first) => errors.spanned(first, message),
         None => errors.spanned(ident, message),
     };
-    if attrs.correlate_by.is_none() && !attrs.correlate_by_written && !errors.unknown_key() {
-        missing(
-            errors,
-            format!("missing `correlate_by = <field>`: name the field of every listed event that says which `{ident}` instance it belongs to, as in {USAGE}"),
-        );
-    }
+    let correlation = match (attrs.correlate_by, attrs.correlate_with) {
+        (Some(field), None) => Some(Correlation::Field(field)),
+        (None, Some(function)) => Some(Correlation::Function(function)),
+        (Some(_), Some(function)) => {
+            errors.spanned(
+                &function,
+                "give either `correlate_by = <field>` or `correlate_with = <function>`, not both; remove one",
+            );
+            None
+        }
+        (None, None) => {
+            if !attrs.correlate_by_written && !attrs.correlate_with_written && !errors.unknown_key() {
+                missing(
+                    errors,
+                    format!("missing `correlate_by = <field>`: name the field of every listed event that says which `{ident}` instance it belongs to, as in {USAGE} (or `correlate_with = <function>` to compute it from the envelope)"),
+                );
+            }
+            None
+        }
+    };
     let events = match attrs.events {
         Some(list) if list.items.is_empty() => {
             errors.spanned(&list.tokens, format!("`events()` is empty; list the events `{ident}` reacts to, such as `events(CheckedOut, PaymentFailed)`"));
@@ -61,7 +75,7 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
         }
         listed
     });
-    expandable.then_some(Model { ident, name, correlate_by: attrs.correlate_by, events, commands, deadlines, rejected })
+    expandable.then_some(Model { ident, name, correlation, events, commands, deadlines, rejected })
 }
 
 /// The types of `list` in order, each listed once (a repeat is an error on it) and with a
@@ -90,6 +104,16 @@ fn unique_routes(list: List<Route>, errors: &mut Errors) -> Vec<Route> {
     let mut seen = HashMap::new();
     let mut routes = Vec::with_capacity(list.items.len());
     for route in list.items {
+        if route.aggregate.is_none() {
+            errors.spanned(
+                &route.command,
+                format!(
+                    "`{}` needs the aggregate that handles it: write `{} => TheAggregate`, such as `ReserveStock => Inventory`",
+                    display(&route.command),
+                    display(&route.command)
+                ),
+            );
+        }
         let written = route.command.to_token_stream().to_string();
         match seen.insert(type_name(&route.command), written.clone()) {
             Some(earlier) if earlier == written => errors.spanned(

@@ -4,11 +4,11 @@
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 
-use super::{type_name, Model};
+use super::{type_name, Correlation, Model};
 use crate::event_list::{self, at};
 
 pub(super) fn expand(model: &Model<'_>) -> TokenStream {
-    let Model { ident, name, correlate_by, events, commands, deadlines, rejected } = model;
+    let Model { ident, name, correlation, events, commands, deadlines, rejected } = model;
     let event_types = event_list::stored_names(events);
     let p = quote!(::annals::__private::process);
 
@@ -16,8 +16,11 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
     // event type, so an event without the field is reported at the event.
     let correlate = events.iter().map(|ty| {
         let stored_as = event_list::is_stored_as(ty, &quote!(__event_type));
-        let read = match correlate_by {
-            Some(field) => {
+        let read = match correlation {
+            Some(Correlation::Function(function)) => quote_spanned! {at(function)=>
+                ::annals::__private::correlate_with(__envelope, #function)
+            },
+            Some(Correlation::Field(field)) => {
                 let field = syn::Ident::new(&field.to_string(), at(ty));
                 quote_spanned! {at(ty)=>
                     ::annals::__private::correlate_by::<#ty, _>(__envelope, |__event: &#ty| &__event.#field)
@@ -50,20 +53,21 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
     });
     // Spanned on the aggregate: an aggregate that does not handle the command is
     // reported there.
-    let dispatch = commands.iter().map(|route| {
-        let (command, aggregate) = (&route.command, &route.aggregate);
-        let name = type_name(command);
-        let call = quote_spanned! {at(aggregate)=>
-            ::annals::__private::dispatch_command::<Self, #aggregate, #command, __S>(__store, __command, __metadata)
-        };
-        quote! { if __command.command_type == #name { return #call; } }
-    });
+    let dispatch = commands.iter().filter_map(|route| Some((&route.command, route.aggregate.as_ref()?))).map(
+        |(command, aggregate)| {
+            let name = type_name(command);
+            let call = quote_spanned! {at(aggregate)=>
+                ::annals::__private::dispatch_command::<Self, #aggregate, #command, __S>(__store, __command, __metadata)
+            };
+            quote! { if __command.command_type == #name { return #call; } }
+        },
+    );
     let sends = commands.iter().map(|route| {
         let command = &route.command;
         let name = type_name(command);
         quote_spanned! {at(command)=>
             #[automatically_derived]
-            impl #p::Sends<#command> for #ident {
+            impl #p::CommandOf<#ident> for #command {
                 const COMMAND_TYPE: &'static str = #name;
             }
         }
@@ -72,7 +76,7 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
         let name = type_name(ty);
         quote_spanned! {at(ty)=>
             #[automatically_derived]
-            impl #p::Schedules<#ty> for #ident {
+            impl #p::DeadlineOf<#ident> for #ty {
                 const DEADLINE_TYPE: &'static str = #name;
             }
         }

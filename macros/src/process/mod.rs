@@ -11,24 +11,37 @@ mod expand;
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{DeriveInput, Ident, TypePath};
+use syn::{DeriveInput, ExprPath, Ident, TypePath};
 
 use crate::errors::Errors;
 
 /// `ReserveStock => Inventory` in `commands(...)`: a command and the aggregate that
 /// handles it.
+/// `aggregate` is `None` when `=> Aggregate` is missing: an error, after which the command
+/// still counts as listed (so that sending it adds no second error).
 pub(crate) struct Route {
     command: TypePath,
-    aggregate: TypePath,
+    aggregate: Option<TypePath>,
 }
 
 impl syn::parse::Parse for Route {
     fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
         let command = input.parse()?;
+        if input.is_empty() || input.peek(syn::Token![,]) {
+            return Ok(Route { command, aggregate: None });
+        }
         input.parse::<syn::Token![=>]>()?;
         let aggregate = input.parse()?;
-        Ok(Route { command, aggregate })
+        Ok(Route { command, aggregate: Some(aggregate) })
     }
+}
+
+/// How an event names the instance it belongs to.
+pub(crate) enum Correlation {
+    /// `correlate_by = order_id`: a field every listed event has.
+    Field(Ident),
+    /// `correlate_with = order_of`: a `fn(&Envelope) -> Option<String>`.
+    Function(ExprPath),
 }
 
 /// A checked process manager, ready to expand.
@@ -37,8 +50,8 @@ pub(crate) struct Model<'a> {
     ident: &'a Ident,
     /// The process name, e.g. `fulfillment`.
     name: String,
-    /// The field of every event naming the instance; `None` after an error.
-    correlate_by: Option<Ident>,
+    /// How an event names its instance; `None` after an error.
+    correlation: Option<Correlation>,
     events: Vec<TypePath>,
     commands: Vec<Route>,
     deadlines: Vec<TypePath>,

@@ -1,0 +1,96 @@
+use annals::prelude::*;
+use annals::process::{Effects, React, Rejected};
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(name = "order.checked_out")]
+pub struct CheckedOut {
+    pub order_id: String,
+}
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(name = "payment.taken")]
+pub struct PaymentTaken {
+    pub order_id: String,
+}
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(name = "clock.ticked")]
+pub struct Ticked;
+
+#[derive(Serialize, Deserialize)]
+pub struct TakePayment {
+    pub order_id: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Refund {
+    pub order_id: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct TimedOut;
+
+#[derive(Debug, thiserror::Error)]
+#[error("declined")]
+pub struct Declined;
+
+#[derive(Aggregate, Default)]
+#[aggregate(events(PaymentTaken), commands(TakePayment), error = Declined)]
+pub struct Payment;
+
+impl Apply<PaymentTaken> for Payment {
+    fn apply(&mut self, _: PaymentTaken) {}
+}
+
+impl Handle<TakePayment> for Payment {
+    fn handle(&self, c: &TakePayment) -> Decision<Self> {
+        Ok(vec![PaymentTaken { order_id: c.order_id.clone() }.into()])
+    }
+}
+
+#[derive(ProcessManager, Default, Serialize, Deserialize)]
+#[process(
+    name = "checkout",
+    correlate_by = order_id,
+    events(CheckedOut, PaymentTaken),
+    commands(TakePayment => Payment),
+    deadlines(TimedOut),
+    rejected(TakePayment),
+)]
+pub struct Checkout {
+    paid: bool,
+}
+
+impl React<CheckedOut> for Checkout {
+    fn react(&mut self, e: &CheckedOut, effects: &mut Effects<Self>) {
+        effects.send(&e.order_id, TakePayment { order_id: e.order_id.clone() });
+    }
+}
+
+impl React<PaymentTaken> for Checkout {
+    fn react(&mut self, _: &PaymentTaken, effects: &mut Effects<Self>) {
+        effects.complete();
+    }
+}
+
+impl React<TimedOut> for Checkout {
+    fn react(&mut self, _: &TimedOut, effects: &mut Effects<Self>) {
+        effects.cancel::<TimedOut>();
+        effects.complete();
+    }
+}
+
+impl React<Rejected<TakePayment>> for Checkout {
+    fn react(&mut self, rejected: &Rejected<TakePayment>, effects: &mut Effects<Self>) {
+        let _: (&TakePayment, &str, &str) = (&rejected.command, &rejected.target, &rejected.reason);
+        effects.complete();
+    }
+}
+
+fn main() {
+    use annals::process::Process;
+    assert_eq!(<Checkout as Process>::NAME, "checkout");
+    assert_eq!(<Checkout as Process>::EVENT_TYPES, ["order.checked_out", "payment.taken"]);
+    assert_eq!(annals::process::instance_stream::<Checkout>("o-1"), "checkout.process-o-1");
+}
