@@ -54,7 +54,7 @@ impl<P: Process> Effects<P> {
 
     /// Sends `command` to aggregate `to` (of the aggregate type `#[process(commands(...))]`
     /// routes the command to), once the reaction is recorded.
-    pub fn send<C: Serialize>(&mut self, to: impl Into<String>, command: C)
+    pub fn send<C>(&mut self, to: impl Into<String>, command: C)
     where
         C: CommandOf<P>,
     {
@@ -66,7 +66,7 @@ impl<P: Process> Effects<P> {
 
     /// Sets a deadline: `deadline` comes back as an input after `after`, unless the
     /// instance cancels it or completes first.
-    pub fn deadline<D: Serialize>(&mut self, after: Duration, deadline: D)
+    pub fn deadline<D>(&mut self, after: Duration, deadline: D)
     where
         D: DeadlineOf<P>,
     {
@@ -81,7 +81,7 @@ impl<P: Process> Effects<P> {
     }
 
     /// Sets a deadline at a point in time.
-    pub fn deadline_at<D: Serialize>(&mut self, due: DateTime<Utc>, deadline: D)
+    pub fn deadline_at<D>(&mut self, due: DateTime<Utc>, deadline: D)
     where
         D: DeadlineOf<P>,
     {

@@ -207,7 +207,7 @@ pub trait React<E>: crate::__private::ListsInput<E> + Sized {
     label = "`{P}` does not send `{Self}`",
     note = "add `{Self} => TheAggregate` to `#[process(commands(...))]` on `{P}`, naming the aggregate that handles it"
 )]
-pub trait CommandOf<P> {
+pub trait CommandOf<P>: Serialize {
     /// The command's name in reaction records.
     const COMMAND_TYPE: &'static str;
 }
@@ -218,7 +218,7 @@ pub trait CommandOf<P> {
     label = "`{P}` has no deadline `{Self}`",
     note = "add `{Self}` to `#[process(deadlines(...))]` on `{P}` and implement `React<{Self}>`"
 )]
-pub trait DeadlineOf<P> {
+pub trait DeadlineOf<P>: Serialize {
     /// The deadline's name in reaction records and the deadline table.
     const DEADLINE_TYPE: &'static str;
 }

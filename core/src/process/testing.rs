@@ -86,7 +86,7 @@ impl<P: Process> ProcessTest<P> {
     }
 
     /// Reacts to deadline `deadline` coming due.
-    pub fn when_deadline<D: Serialize>(&mut self, deadline: D) -> Reacted<P>
+    pub fn when_deadline<D>(&mut self, deadline: D) -> Reacted<P>
     where
         D: DeadlineOf<P>,
     {
@@ -106,7 +106,7 @@ impl<P: Process> ProcessTest<P> {
     }
 
     /// Reacts to the rejection of `command` (sent to `to`) with `reason`.
-    pub fn when_rejected<C: Serialize>(&mut self, to: &str, command: C, reason: &str) -> Reacted<P>
+    pub fn when_rejected<C>(&mut self, to: &str, command: C, reason: &str) -> Reacted<P>
     where
         C: CommandOf<P>,
     {
@@ -165,9 +165,9 @@ pub struct Reacted<P> {
 
 impl<P: Process> Reacted<P> {
     /// The commands of type `C` it sent, with the aggregate id each went to.
-    pub fn sent<C: DeserializeOwned>(&self) -> Vec<(String, C)>
+    pub fn sent<C>(&self) -> Vec<(String, C)>
     where
-        C: CommandOf<P>,
+        C: CommandOf<P> + DeserializeOwned,
     {
         self.commands()
             .iter()
@@ -177,9 +177,9 @@ impl<P: Process> Reacted<P> {
     }
 
     /// The deadlines of type `D` it set.
-    pub fn scheduled<D: DeserializeOwned>(&self) -> Vec<D>
+    pub fn scheduled<D>(&self) -> Vec<D>
     where
-        D: DeadlineOf<P>,
+        D: DeadlineOf<P> + DeserializeOwned,
     {
         self.reaction
             .iter()
