@@ -5,7 +5,6 @@ use std::marker::PhantomData;
 
 use chrono::Utc;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use uuid::Uuid;
 
 use super::effects::Effects;
