@@ -1,7 +1,9 @@
 //! [`ProcessRunner`]: follows a store's feed and deadline table, lets each process
 //! instance react, records the reaction, then carries it out.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -50,6 +52,21 @@ pub struct InstanceView<P> {
 impl<P: Process> InstanceView<P> {
     /// Reads instance `instance` of `P` from `store`.
     pub async fn load<S: EventStore>(store: &S, instance: &str) -> Result<Self, ProcessError> {
+        Recorded::load::<P, S>(store, instance).await?.view()
+    }
+}
+
+/// An instance's recorded reactions: what the runner keeps (and caches) of an instance.
+#[derive(Clone)]
+struct Recorded {
+    instance: String,
+    stream: String,
+    version: u64,
+    reactions: Vec<Reaction>,
+}
+
+impl Recorded {
+    async fn load<P: Process, S: EventStore>(store: &S, instance: &str) -> Result<Self, ProcessError> {
         let stream = instance_stream::<P>(instance);
         let mut reactions = Vec::new();
         let mut version = 0;
@@ -66,25 +83,37 @@ impl<P: Process> InstanceView<P> {
                 reactions.push(reaction_of::<P>(&envelope)?);
             }
         }
-        let state = match reactions.last() {
+        Ok(Recorded { instance: instance.to_owned(), stream, version, reactions })
+    }
+
+    /// The state after the last reaction (`Default` before the first).
+    fn state<P: Process>(&self) -> Result<P, ProcessError> {
+        match self.reactions.last() {
             Some(last) => serde_json::from_value(last.state.clone()).map_err(|source| ProcessError::Json {
                 process: P::NAME,
-                instance: instance.to_owned(),
-                what: format!("the state recorded at version {version} of `{stream}`"),
+                instance: self.instance.clone(),
+                what: format!("the state recorded at version {} of `{}`", self.version, self.stream),
                 source,
-            })?,
-            None => P::default(),
-        };
+            }),
+            None => Ok(P::default()),
+        }
+    }
+
+    /// The deadlines set and neither fired nor cancelled.
+    fn pending(&self) -> Vec<Deadline> {
         let mut pending: Vec<Deadline> = Vec::new();
-        for reaction in &reactions {
+        for reaction in &self.reactions {
             if let Trigger::Deadline { deadline_id, .. } = &reaction.trigger {
                 pending.retain(|deadline| deadline.id != *deadline_id);
             }
             pending.retain(|deadline| !reaction.cancelled.contains(&deadline.id));
             pending.extend(reaction.deadlines.iter().cloned());
         }
-        let completed = reactions.iter().any(|reaction| reaction.completed);
-        Ok(InstanceView { instance: instance.to_owned(), stream, version, state, completed, pending, reactions })
+        pending
+    }
+
+    fn completed(&self) -> bool {
+        self.reactions.iter().any(|reaction| reaction.completed)
     }
 
     /// The index of the recorded reaction to the input with this id.
@@ -96,7 +125,27 @@ impl<P: Process> InstanceView<P> {
     fn correlation(&self) -> Option<uuid::Uuid> {
         self.reactions.iter().find_map(|reaction| reaction.trigger.correlation())
     }
+
+    fn view<P: Process>(self) -> Result<InstanceView<P>, ProcessError> {
+        Ok(InstanceView {
+            state: self.state()?,
+            completed: self.completed(),
+            pending: self.pending(),
+            instance: self.instance,
+            stream: self.stream,
+            version: self.version,
+            reactions: self.reactions,
+        })
+    }
 }
+
+/// How many instances a runner keeps in memory between inputs (then it reads them again).
+const CACHED_INSTANCES: usize = 10_000;
+
+/// The instances a runner recorded or read last, by instance id: a reaction then costs no
+/// read of the instance stream. An instance another runner changed meanwhile makes the
+/// append conflict, which drops it from here and reads it again.
+type Cache = Arc<Mutex<HashMap<String, Recorded>>>;
 
 /// Reads one recorded reaction.
 fn reaction_of<P: Process>(envelope: &Envelope) -> Result<Reaction, ProcessError> {
@@ -116,12 +165,42 @@ fn reaction_of<P: Process>(envelope: &Envelope) -> Result<Reaction, ProcessError
 /// feeds, and what fires deadlines.
 pub(crate) struct Reactor<P, S> {
     store: S,
+    cache: Cache,
     _process: PhantomData<fn() -> P>,
 }
 
 impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
-    fn new(store: S) -> Self {
-        Reactor { store, _process: PhantomData }
+    fn new(store: S, cache: Cache) -> Self {
+        Reactor { store, cache, _process: PhantomData }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Recorded>> {
+        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The instance as last recorded or read, else read now.
+    async fn recorded(&self, instance: &str) -> Result<Recorded, ProcessError> {
+        let cached = self.cache().get(instance).cloned();
+        match cached {
+            Some(recorded) => Ok(recorded),
+            None => Recorded::load::<P, S>(&self.store, instance).await,
+        }
+    }
+
+    fn remember(&self, recorded: &Recorded) {
+        let mut cache = self.cache();
+        if recorded.completed() {
+            cache.remove(&recorded.instance);
+            return;
+        }
+        if cache.len() >= CACHED_INSTANCES && !cache.contains_key(&recorded.instance) {
+            cache.clear();
+        }
+        cache.insert(recorded.instance.clone(), recorded.clone());
+    }
+
+    fn forget(&self, instance: &str) {
+        self.cache().remove(instance);
     }
 
     fn store_error<'i>(instance: &'i str, what: &'static str) -> impl FnOnce(StoreError) -> ProcessError + 'i {
@@ -138,11 +217,12 @@ impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
     fn handle<'a>(&'a self, instance: &'a str, trigger: Trigger) -> BoxFuture<'a, Result<(), ProcessError>> {
         async move {
             loop {
-                let loaded = InstanceView::<P>::load(&self.store, instance).await?;
+                let mut loaded = self.recorded(instance).await?;
                 if let Some(index) = loaded.reaction_to(trigger.id()) {
+                    self.remember(&loaded);
                     return self.settle(&loaded, index).await;
                 }
-                if loaded.completed {
+                if loaded.completed() {
                     tracing::debug!(process = P::NAME, instance, trigger = %trigger.describe(), "ignored: the instance completed");
                     if let Trigger::Deadline { deadline_id, .. } = &trigger {
                         self.store.remove(&[*deadline_id]).await.map_err(Self::store_error(instance, "removing a deadline"))?;
@@ -150,10 +230,11 @@ impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
                     return Ok(());
                 }
                 let correlation = trigger.correlation().or_else(|| loaded.correlation());
-                let mut state = loaded.state;
+                let mut state = loaded.state::<P>()?;
                 let mut effects = Effects::<P>::new(Utc::now());
                 state.react_to(&trigger, &mut effects).map_err(|e| e.in_instance(instance))?;
-                let reaction = effects.into_reaction(instance, &loaded.stream, trigger.clone(), &state, &loaded.pending)?;
+                let reaction =
+                    effects.into_reaction(instance, &loaded.stream, trigger.clone(), &state, &loaded.pending())?;
                 let mut metadata = Metadata::default().causation_id(trigger.id());
                 metadata.correlation_id = correlation;
                 let payload = serde_json::to_value(&reaction).map_err(|source| ProcessError::Json {
@@ -166,11 +247,17 @@ impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
                 event.event_id = reaction_event_id(&loaded.stream, trigger.id());
                 let appended = self.store.append(&loaded.stream, ExpectedVersion::Exact(loaded.version), vec![event]).await;
                 match appended {
-                    // Recorded: read it back, so that what is carried out is what is stored
-                    // (an idempotent re-append returns the first recording).
-                    Ok(_) => continue,
-                    // Another runner recorded a reaction meanwhile: look again.
-                    Err(StoreError::Conflict { .. } | StoreError::DuplicateEventId { .. }) => continue,
+                    // Recorded, after exactly the reactions loaded (none of which answers this
+                    // trigger): what is stored is this reaction.
+                    Ok(_) => {
+                        loaded.version = loaded.version.saturating_add(1);
+                        loaded.reactions.push(reaction);
+                        let index = loaded.reactions.len().saturating_sub(1);
+                        self.remember(&loaded);
+                        return self.settle(&loaded, index).await;
+                    }
+                    // Another runner recorded a reaction meanwhile: read the instance again.
+                    Err(StoreError::Conflict { .. } | StoreError::DuplicateEventId { .. }) => self.forget(instance),
                     Err(source) => return Err(Self::store_error(instance, "recording a reaction")(source)),
                 }
             }
@@ -181,7 +268,7 @@ impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
     /// Carries out the recorded reaction `index` of `loaded`: schedules and cancels its
     /// deadlines, sends its commands (each idempotently, so again is harmless), reacts to
     /// their rejections, and removes the deadline that triggered it.
-    async fn settle(&self, loaded: &InstanceView<P>, index: usize) -> Result<(), ProcessError> {
+    async fn settle(&self, loaded: &Recorded, index: usize) -> Result<(), ProcessError> {
         let instance = loaded.instance.as_str();
         let Some(reaction) = loaded.reactions.get(index) else { return Ok(()) };
         if !reaction.deadlines.is_empty() {
@@ -354,11 +441,12 @@ impl<P: Process, S: EventStore + EventFeed + CheckpointStore + DeadlineStore> Pr
     }
 
     fn build(store: S, policy: PoisonPolicy, options: SubscriptionOptions) -> Self {
-        let sink = AtLeastOnce::new(store.clone(), Reactor::<P, S>::new(store.clone()))
+        let cache = Cache::default();
+        let sink = AtLeastOnce::new(store.clone(), Reactor::<P, S>::new(store.clone(), Arc::clone(&cache)))
             .named(Self::consumer_name())
             .poison(policy);
         let subscription = Subscription::new(store.clone(), sink).options(options);
-        ProcessRunner { reactor: Reactor::new(store.clone()), store, policy, options, subscription }
+        ProcessRunner { reactor: Reactor::new(store.clone(), cache), store, policy, options, subscription }
     }
 
     /// The runner's consumer name (its checkpoint and parked inputs): `<name>.process`.
