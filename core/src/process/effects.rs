@@ -16,6 +16,7 @@ use crate::store::Deadline;
 /// Nothing happens while the reaction runs; the runner records the reaction with these
 /// effects, then carries them out.
 pub struct Effects<P> {
+    instance: String,
     now: DateTime<Utc>,
     commands: Vec<Asked>,
     deadlines: Vec<(Asked, DateTime<Utc>)>,
@@ -39,9 +40,10 @@ enum Problem {
 }
 
 impl<P: Process> Effects<P> {
-    /// Effects of a reaction happening at `now` (deadlines count from it).
-    pub(crate) fn new(now: DateTime<Utc>) -> Self {
+    /// Effects of a reaction of `instance` happening at `now` (deadlines count from it).
+    pub(crate) fn new(instance: &str, now: DateTime<Utc>) -> Self {
         Effects {
+            instance: instance.to_owned(),
             now,
             commands: Vec::new(),
             deadlines: Vec::new(),
@@ -50,6 +52,12 @@ impl<P: Process> Effects<P> {
             problem: None,
             _process: PhantomData,
         }
+    }
+
+    /// The instance reacting: its correlation id (what `correlate_by` or `correlate_with`
+    /// gave).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Sends `command` to aggregate `to` (of the aggregate type `#[process(commands(...))]`

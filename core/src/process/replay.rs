@@ -45,7 +45,7 @@ pub async fn replay<P: Process, S: EventStore>(
     let mut pending: Vec<Deadline> = Vec::new();
     for (index, reaction) in recorded.reactions.iter().enumerate() {
         let version = u64::try_from(index).map_or(u64::MAX, |i| i.saturating_add(1));
-        let mut effects = Effects::<P>::new(Utc::now());
+        let mut effects = Effects::<P>::new(instance, Utc::now());
         state.react_to(&reaction.trigger, &mut effects)?;
         let replayed = effects.into_reaction(instance, &recorded.stream, reaction.trigger.clone(), &state, &pending)?;
         let mut differ = |field: &'static str, recorded: serde_json::Value, replayed: serde_json::Value| {

@@ -231,7 +231,7 @@ impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
                 }
                 let correlation = trigger.correlation().or_else(|| loaded.correlation());
                 let mut state = loaded.state::<P>()?;
-                let mut effects = Effects::<P>::new(Utc::now());
+                let mut effects = Effects::<P>::new(instance, Utc::now());
                 state.react_to(&trigger, &mut effects).map_err(|e| e.in_instance(instance))?;
                 let reaction =
                     effects.into_reaction(instance, &loaded.stream, trigger.clone(), &state, &loaded.pending())?;

@@ -20,6 +20,8 @@ use crate::store::Deadline;
 ///
 /// See the [module docs](crate::process) for an example.
 pub struct ProcessTest<P> {
+    /// The instance id: what the first event correlated to (`test` before).
+    instance: String,
     state: P,
     pending: Vec<Deadline>,
     completed: bool,
@@ -35,7 +37,13 @@ impl<P: Process> Default for ProcessTest<P> {
 impl<P: Process> ProcessTest<P> {
     /// An instance in its `Default` state.
     pub fn new() -> Self {
-        ProcessTest { state: P::default(), pending: Vec::new(), completed: false, inputs: 0 }
+        ProcessTest {
+            instance: "test".to_owned(),
+            state: P::default(),
+            pending: Vec::new(),
+            completed: false,
+            inputs: 0,
+        }
     }
 
     /// Reacts to `events` in order, ignoring their effects.
@@ -72,7 +80,12 @@ impl<P: Process> ProcessTest<P> {
         };
         let trigger = Trigger::event(&envelope);
         match P::correlate(&envelope) {
-            Ok(Some(_)) => self.react(trigger),
+            Ok(Some(instance)) => {
+                if self.inputs == 1 {
+                    self.instance = instance;
+                }
+                self.react(trigger)
+            }
             Ok(None) => Err(ProcessError::Unhandled {
                 process: P::NAME,
                 instance: "test".to_owned(),
@@ -139,9 +152,10 @@ impl<P: Process> ProcessTest<P> {
         if self.completed {
             return Ok(Reacted { reaction: None, _process: PhantomData });
         }
-        let mut effects = Effects::<P>::new(Utc::now());
+        let mut effects = Effects::<P>::new(&self.instance, Utc::now());
         self.state.react_to(&trigger, &mut effects)?;
-        let reaction = effects.into_reaction("test", "test.process-test", trigger, &self.state, &self.pending)?;
+        let stream = super::instance_stream::<P>(&self.instance);
+        let reaction = effects.into_reaction(&self.instance, &stream, trigger, &self.state, &self.pending)?;
         if let Trigger::Deadline { deadline_id, .. } = &reaction.trigger {
             self.pending.retain(|deadline| deadline.id != *deadline_id);
         }

@@ -56,6 +56,12 @@
 //! idempotent: keyed by the event id, a redelivered checkout queues nothing new. The
 //! email records the checkout request's correlation id.
 //!
+//! ## A workflow
+//! [`fulfillment`] is a process manager across the cart and a `Shipment` aggregate: a
+//! checkout asks the warehouse to pack the order within an hour; the process completes
+//! when the shipment is packed, and records the warehouse's refusal (an order over the
+//! parcel limit) or the missed deadline. `GET /orders/{id}` shows where it is.
+//!
 //! ## Stores
 //! Everything is generic over [`ServiceStore`]: any [`EventStore`] with an [`EventFeed`].
 //! The binary uses [`annals_memory::MemoryStore`], a SQLite file when
@@ -68,6 +74,7 @@
 pub mod commands;
 pub mod correlation;
 pub mod error;
+pub mod fulfillment;
 pub mod metrics;
 pub mod notifications;
 pub mod projections;
@@ -78,6 +85,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use annals::store::{CheckpointStore, DeadlineStore};
 use annals::subscription::{Filter, InMemoryProjection, Sink, Subscription, SubscriptionOptions};
 use annals::{Aggregate, EventFeed, EventStore, Repository};
 use axum::routing::{delete, get, post};
@@ -92,9 +100,9 @@ use crate::queries::ReadModels;
 /// What the service needs of a store: streams to execute commands on, and a feed the
 /// read models and the notification consumer follow. `MemoryStore`, `SqliteStore` and
 /// `PostgresStore` qualify.
-pub trait ServiceStore: EventStore + EventFeed {}
+pub trait ServiceStore: EventStore + EventFeed + CheckpointStore + DeadlineStore {}
 
-impl<S: EventStore + EventFeed> ServiceStore for S {}
+impl<S: EventStore + EventFeed + CheckpointStore + DeadlineStore> ServiceStore for S {}
 
 /// How long a failed subscription waits before it resumes from its checkpoint.
 const RESTART_AFTER: Duration = Duration::from_secs(1);
@@ -140,6 +148,7 @@ impl<S: ServiceStore> Service<S> {
                 spawn_subscription(store.clone(), self.read.carts.clone()),
                 spawn_subscription(store.clone(), self.read.best_sellers.clone()),
                 spawn_subscription(store.clone(), self.outbox.clone()),
+                tokio::spawn(fulfillment::run(store.clone(), RESTART_AFTER)),
             ],
         }
     }
@@ -192,6 +201,7 @@ where
 /// | `GET /carts/{id}?min_version=V` | read (`CartSummaries`) |
 /// | `GET /products/best-sellers?limit=N&min_position=P` | read (`BestSellers`) |
 /// | `GET /notifications` | notification consumer |
+/// | `GET /orders/{id}` | the fulfillment workflow of a checked-out cart |
 /// | `GET /metrics` | operations: metrics in Prometheus' text format |
 pub fn app<S: ServiceStore>(service: &Service<S>) -> Router {
     let write = Router::new()
@@ -203,6 +213,7 @@ pub fn app<S: ServiceStore>(service: &Service<S>) -> Router {
     write
         .merge(queries::router(service.read.clone()))
         .merge(notifications::router(service.outbox.clone()))
+        .merge(fulfillment::router(service.carts.store().clone()))
         .merge(metrics::router())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn(correlation::layer))

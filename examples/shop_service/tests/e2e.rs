@@ -100,6 +100,12 @@ async fn scenario<S: ServiceStore>(store: S) {
     let position = checked_out["position"].as_u64().unwrap();
     let checkpoint = checked_out["checkpoint"].clone();
 
+    // The fulfillment workflow reacts to the checkout: the shipment is packed, the
+    // process completes (its packing deadline cancelled), after two recorded reactions.
+    let order = eventually(&http, &format!("{base}/orders/c1"), |o| o["completed"] == true).await;
+    assert_eq!(order["step"], "packed");
+    assert_eq!((order["reactions"].as_u64(), order["pending_deadlines"].as_u64()), (Some(2), Some(0)));
+
     // A checked-out cart refuses more: 409.
     let late =
         http.post(format!("{cart}/items")).json(&json!({ "sku": "tea", "qty": 1, "unit_price_cents": 450 })).send();
@@ -203,6 +209,16 @@ async fn scenario<S: ServiceStore>(store: S) {
     ] {
         assert!(text.contains(line), "`{line}` in:\n{text}");
     }
+
+    // An order over the parcel limit: the warehouse refuses, the process records why.
+    let big = format!("{base}/carts/big");
+    let add = http.post(format!("{big}/items")).json(&json!({ "sku": "piano", "qty": 1, "unit_price_cents": 500_000 }));
+    expect(add.send().await.unwrap(), StatusCode::CREATED).await;
+    expect(http.post(format!("{big}/checkout")).send().await.unwrap(), StatusCode::OK).await;
+    let refused = eventually(&http, &format!("{base}/orders/big"), |o| o["completed"] == true).await;
+    assert_eq!(refused["step"], json!({ "failed": "an order worth 500000 cents is over the parcel limit of 100000" }));
+    let unknown = http.get(format!("{base}/orders/nobody")).send().await.unwrap();
+    expect(unknown, StatusCode::NOT_FOUND).await;
 }
 
 #[tokio::test]
