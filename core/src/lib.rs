@@ -53,6 +53,8 @@
 //!   checkpoints) and the kit adapters build them with; `annals-memory`, `annals-sqlite`
 //!   and `annals-postgres` implement them.
 //! - [`subscription`]: projections and other consumers fed from the feed.
+//! - [`process`]: process managers (workflows) across aggregates, with durable state,
+//!   deadlines and compensation, from `#[derive(ProcessManager)]`.
 //! - `test_kit`, `schema_guard` and `conformance` (feature `testing`, which you turn on in
 //!   `[dev-dependencies]`: `annals = { version = "...", features = ["testing"] }`): given
 //!   events, when a command, then events or an error; the record of every event's shape;
