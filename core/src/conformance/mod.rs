@@ -122,6 +122,7 @@ macro_rules! process_conformance_tests {
             a_deadline_fires_after_a_restart,
             killed_runners_run_every_command_exactly_once,
             a_runner_that_crashed_after_recording_carries_the_reaction_out_once,
+            a_process_that_cannot_proceed_is_parked,
         );
     };
 }

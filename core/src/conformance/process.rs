@@ -1,7 +1,9 @@
 //! The process suite: a fulfillment workflow across three aggregates (inventory, payment,
 //! shipment) run by a [`ProcessRunner`] against the store: the happy path, compensation
 //! of a rejected payment, a deadline that fires after a restart, and runners killed at
-//! random moments that still run every command exactly once. Run it with
+//! random moments that still run every command exactly once. (Its domain types are
+//! `#[doc(hidden)]`: public for the tests and benchmarks that reuse them, kept out of the
+//! "other types implement this trait" lists of users' compile errors.) Run it with
 //! [`process_conformance_tests!`](crate::process_conformance_tests).
 
 use std::time::Duration;
@@ -18,10 +20,11 @@ use crate::process::{
 };
 use crate::repository::Repository;
 use crate::store::{CheckpointStore, DeadlineStore, EventFeed, EventStore, ExpectedVersion};
-use crate::subscription::SubscriptionOptions;
+use crate::subscription::{PoisonPolicy, SubscriptionOptions};
 use crate::{Aggregate, Event, ProcessManager};
 
 /// An order was checked out (appended by the test through [`Order`]).
+#[doc(hidden)]
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[event(name = "conformance.order.checked_out")]
 pub struct CheckedOut {
@@ -36,6 +39,7 @@ pub struct CheckedOut {
 }
 
 /// Stock was set aside for an order.
+#[doc(hidden)]
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[event(name = "conformance.stock.reserved")]
 pub struct StockReserved {
@@ -46,6 +50,7 @@ pub struct StockReserved {
 }
 
 /// Stock set aside was given back.
+#[doc(hidden)]
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[event(name = "conformance.stock.released")]
 pub struct StockReleased {
@@ -56,6 +61,7 @@ pub struct StockReleased {
 }
 
 /// A payment was taken.
+#[doc(hidden)]
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[event(name = "conformance.payment.taken")]
 pub struct PaymentTaken {
@@ -64,6 +70,7 @@ pub struct PaymentTaken {
 }
 
 /// A payment was asked for and has not been answered yet.
+#[doc(hidden)]
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[event(name = "conformance.payment.pending")]
 pub struct PaymentPending {
@@ -72,6 +79,7 @@ pub struct PaymentPending {
 }
 
 /// An order was shipped.
+#[doc(hidden)]
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[event(name = "conformance.shipment.shipped")]
 pub struct Shipped {
@@ -79,8 +87,10 @@ pub struct Shipped {
     pub order_id: String,
 }
 
+#[doc(hidden)]
 /// Check out an order.
 pub struct CheckOut(pub CheckedOut);
+#[doc(hidden)]
 /// Set stock aside for an order.
 #[derive(Serialize, Deserialize)]
 pub struct ReserveStock {
@@ -89,6 +99,7 @@ pub struct ReserveStock {
     /// How many.
     pub qty: u32,
 }
+#[doc(hidden)]
 /// Give stock back.
 #[derive(Serialize, Deserialize)]
 pub struct ReleaseStock {
@@ -97,6 +108,7 @@ pub struct ReleaseStock {
     /// How many.
     pub qty: u32,
 }
+#[doc(hidden)]
 /// Take a payment.
 #[derive(Serialize, Deserialize)]
 pub struct TakePayment {
@@ -105,6 +117,7 @@ pub struct TakePayment {
     /// The card.
     pub card: String,
 }
+#[doc(hidden)]
 /// Ship an order.
 #[derive(Serialize, Deserialize)]
 pub struct Ship {
@@ -112,6 +125,7 @@ pub struct Ship {
     pub order_id: String,
 }
 
+#[doc(hidden)]
 /// Why a domain command was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
@@ -121,8 +135,12 @@ pub enum Refused {
     /// The card was declined.
     #[error("card declined")]
     Declined,
+    /// A release of nothing.
+    #[error("nothing to release")]
+    NothingToRelease,
 }
 
+#[doc(hidden)]
 /// Orders: where checkouts are recorded.
 #[derive(Aggregate, Default)]
 #[aggregate(name = "order", events(CheckedOut), commands(CheckOut))]
@@ -137,6 +155,7 @@ impl Handle<CheckOut> for Order {
     }
 }
 
+#[doc(hidden)]
 /// Stock of one sku: 1,000 units to begin with.
 #[derive(Aggregate)]
 #[aggregate(name = "inventory", events(StockReserved, StockReleased), commands(ReserveStock, ReleaseStock), error = Refused)]
@@ -169,10 +188,14 @@ impl Handle<ReserveStock> for Inventory {
 }
 impl Handle<ReleaseStock> for Inventory {
     fn handle(&self, c: &ReleaseStock) -> Decision<Self> {
+        if c.qty == 0 {
+            return Err(Refused::NothingToRelease);
+        }
         Ok(vec![StockReleased { order_id: c.order_id.clone(), qty: c.qty }.into()])
     }
 }
 
+#[doc(hidden)]
 /// The payment of one order.
 #[derive(Aggregate, Default)]
 #[aggregate(name = "payment", events(PaymentTaken, PaymentPending), commands(TakePayment), error = Refused)]
@@ -194,6 +217,7 @@ impl Handle<TakePayment> for Payment {
     }
 }
 
+#[doc(hidden)]
 /// The shipment of one order.
 #[derive(Aggregate, Default)]
 #[aggregate(name = "shipment", events(Shipped), commands(Ship))]
@@ -208,10 +232,12 @@ impl Handle<Ship> for Shipment {
     }
 }
 
+#[doc(hidden)]
 /// Fired when a payment takes longer than 15 minutes.
 #[derive(Serialize, Deserialize)]
 pub struct PaymentTimedOut;
 
+#[doc(hidden)]
 /// Where an order's fulfillment is.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum Step {
@@ -241,6 +267,7 @@ pub enum Step {
     deadlines(PaymentTimedOut),
     rejected(ReserveStock, TakePayment),
 )]
+#[doc(hidden)]
 pub struct Fulfillment {
     /// Where it is.
     pub step: Step,
@@ -518,4 +545,31 @@ pub async fn a_runner_that_crashed_after_recording_carries_the_reaction_out_once
         assert_eq!(reserved, ["conformance.stock.reserved"], "case {case}: the command ran once");
         assert_eq!(types_in(&store, &format!("shipment-{order}")).await.len(), 1, "case {case}");
     }
+}
+
+/// A process that cannot proceed is parked, visibly: an order of 0 units whose payment is
+/// declined makes the compensation (`ReleaseStock` of 0) fail, a rejection the process
+/// does not list in `rejected(...)`. Under `PoisonPolicy::Park` the input is parked under
+/// the runner's consumer name with a reason naming the fix, and other orders go on.
+pub async fn a_process_that_cannot_proceed_is_parked<S: EventStore + EventFeed + CheckpointStore + DeadlineStore>(
+    store: S,
+) {
+    check_out(&store, "p-1", "psku", 0, "declined").await;
+    check_out(&store, "p-2", "psku", 1, "visa").await;
+    let mut parking = ProcessRunner::<Fulfillment, S>::new(store.clone())
+        .poison(PoisonPolicy::Park)
+        .options(SubscriptionOptions { retry: crate::RetryPolicy::never(), ..fast() });
+    for _ in 0..10 {
+        parking.catch_up().await.unwrap();
+    }
+    let parked = store.parked(&Runner::<S>::consumer_name()).await.unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].event.envelope.event_type, "conformance.stock.reserved");
+    assert!(
+        parked[0].reason.contains("does not handle the rejection of command `ReleaseStock`")
+            && parked[0].reason.contains("rejected(...)"),
+        "{}",
+        parked[0].reason
+    );
+    assert_eq!(parking.instance("p-2").await.unwrap().state.step, Step::Shipped, "other orders go on");
 }

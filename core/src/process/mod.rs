@@ -122,7 +122,8 @@
 //!   waited out.
 //! - **Inputs are handled in effect once**: an input whose reaction is recorded is not
 //!   reacted to again (its reaction is carried out again, idempotently). A completed
-//!   instance ignores further inputs.
+//!   instance ignores further events and deadlines, but not the rejection of a command it
+//!   sent (a compensation that fails is handled or parked, never dropped).
 //!
 //! # Across services
 //! A command reaches an aggregate of *another* service as an event: the process sends a

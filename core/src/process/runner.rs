@@ -222,7 +222,9 @@ impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
                     self.remember(&loaded);
                     return self.settle(&loaded, index).await;
                 }
-                if loaded.completed() {
+                // A completed instance ignores new inputs, but still hears of the rejection
+                // of a command it sent: compensation that fails must not go unnoticed.
+                if loaded.completed() && !matches!(trigger, Trigger::Rejected { .. }) {
                     tracing::debug!(process = P::NAME, instance, trigger = %trigger.describe(), "ignored: the instance completed");
                     if let Trigger::Deadline { deadline_id, .. } = &trigger {
                         self.store.remove(&[*deadline_id]).await.map_err(Self::store_error(instance, "removing a deadline"))?;

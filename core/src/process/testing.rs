@@ -149,7 +149,7 @@ impl<P: Process> ProcessTest<P> {
     }
 
     fn react(&mut self, trigger: Trigger) -> Result<Reacted<P>, ProcessError> {
-        if self.completed {
+        if self.completed && !matches!(trigger, Trigger::Rejected { .. }) {
             return Ok(Reacted { reaction: None, _process: PhantomData });
         }
         let mut effects = Effects::<P>::new(&self.instance, Utc::now());
