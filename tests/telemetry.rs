@@ -203,3 +203,47 @@ fn commands_loads_appends_batches_and_handlers_are_traced_and_counted() {
     assert!(recorder.get("annals_consumer_lag_seconds{consumer=units}") >= 1, "the lag gauge was set");
     assert_eq!(recorder.get("annals_command_retries_total{aggregate=cart,reason=conflict}"), 0);
 }
+
+/// A process runner's reactions are spans (`annals.react`) and counted by outcome; the
+/// commands they send are `annals.command` spans inside them.
+#[test]
+fn process_reactions_are_traced_and_counted() {
+    use annals::conformance::process::{CheckOut, CheckedOut, Fulfillment, Order, Step};
+    use annals::process::ProcessRunner;
+    let (spans, recorder) = (Arc::new(Spans::default()), Metrics::default());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tracing::subscriber::with_default(Arc::clone(&spans), || {
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let store = MemoryStore::new();
+                let checked_out = CheckedOut { order_id: "o-1".into(), sku: "sku".into(), qty: 1, card: "visa".into() };
+                Repository::<Order, _>::new(store.clone()).execute("o-1", CheckOut(checked_out)).await.unwrap();
+                let mut runner = ProcessRunner::<Fulfillment, _>::new(store.clone());
+                for _ in 0..4 {
+                    runner.catch_up().await.unwrap();
+                }
+                assert_eq!(runner.instance("o-1").await.unwrap().state.step, Step::Shipped);
+            });
+        });
+    });
+    let spans = spans.0.lock().unwrap();
+    let reactions: Vec<_> = spans.iter().filter(|(n, _)| n == "annals.react").map(|(_, f)| f.clone()).collect();
+    let inputs: Vec<&str> = reactions.iter().map(|r| r["input"].as_str()).collect();
+    assert_eq!(
+        inputs,
+        [
+            "conformance.order.checked_out",
+            "conformance.stock.reserved",
+            "conformance.payment.taken",
+            "conformance.shipment.shipped"
+        ]
+    );
+    assert!(
+        reactions.iter().all(|r| r["process"] == "conformance_fulfillment" && r["instance"] == "o-1"),
+        "{reactions:?}"
+    );
+    assert!(reactions.iter().all(|r| r["outcome"] == "reacted"), "{reactions:?}");
+    assert_eq!(reactions[0]["commands"], "1");
+    assert_eq!(recorder.get("annals_process_reactions_total{outcome=reacted,process=conformance_fulfillment}"), 4);
+    assert_eq!(recorder.get("annals_commands_total{aggregate=shipment,outcome=committed}"), 1);
+}

@@ -12,6 +12,7 @@
 //! | `annals.append` | DEBUG | `stream`, `events`, `expected_version`, then `first_position`, `last_position` |
 //! | `annals.batch` | DEBUG | `consumer`, `checkpoint`, `events`, `next` |
 //! | `annals.handle` | DEBUG | `projection`, `event_type`, `event_id`, `stream`, `version`, `position` |
+//! | `annals.react` | INFO | `process`, `instance`, `input` (event type, deadline type or `Rejected<Command>`), `trigger` (its id), then `outcome` (`reacted`, `carried_out_again`, `ignored`), `commands` |
 //!
 //! **Metrics** (`metrics`; Prometheus-style names):
 //!
@@ -26,6 +27,7 @@
 //! | `annals_consumer_lag_seconds` | gauge | `consumer` | age of the newest event of the last batch, when it was processed |
 //! | `annals_consumer_waits_total` | counter | `consumer` | transient store failures a subscription waited out |
 //! | `annals_parked_events_total` | counter | `consumer` | poison events parked |
+//! | `annals_process_reactions_total` | counter | `process`, `outcome` | inputs a process runner handled: `reacted` (a new reaction recorded), `carried_out_again` (recorded before: a redelivery or a restart), `ignored` (the instance had completed) |
 //! | `annals_feed_held_back_seconds` | gauge | `schema` | (annals-postgres) how long the feed's horizon has been held at one running transaction: what its subscribers wait for |
 
 use std::time::Duration;
@@ -34,6 +36,8 @@ use chrono::{DateTime, Utc};
 
 /// Span names.
 pub(crate) const COMMAND_SPAN: &str = "annals.command";
+/// A process instance's reaction to one input.
+pub(crate) const REACT_SPAN: &str = "annals.react";
 
 /// Metric names.
 pub(crate) const COMMANDS: &str = "annals_commands_total";
@@ -45,6 +49,7 @@ pub(crate) const CONSUMER_EVENTS: &str = "annals_consumer_events_total";
 pub(crate) const CONSUMER_LAG: &str = "annals_consumer_lag_seconds";
 pub(crate) const CONSUMER_WAITS: &str = "annals_consumer_waits_total";
 pub(crate) const PARKED_EVENTS: &str = "annals_parked_events_total";
+pub(crate) const PROCESS_REACTIONS: &str = "annals_process_reactions_total";
 
 /// A command's outcome, as the `outcome` label and span field say it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +110,11 @@ pub(crate) fn batch_processed(consumer: &str, events: usize, newest: Option<Date
 /// Counts a transient failure a subscription waited out.
 pub(crate) fn consumer_waited(consumer: &str) {
     metrics::counter!(CONSUMER_WAITS, "consumer" => consumer.to_owned()).increment(1);
+}
+
+/// Counts an input a process runner handled, by what became of it.
+pub(crate) fn process_reaction(process: &'static str, outcome: &'static str) {
+    metrics::counter!(PROCESS_REACTIONS, "process" => process, "outcome" => outcome).increment(1);
 }
 
 /// Counts a parked poison event.

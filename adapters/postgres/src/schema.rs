@@ -180,7 +180,7 @@ const MIGRATIONS: &[Migration] = &[
 ///
 /// ```
 /// let versions: Vec<i32> = annals_postgres::migrations().iter().map(|m| m.version).collect();
-/// assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+/// assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
 /// ```
 pub fn migrations() -> &'static [Migration] {
     MIGRATIONS

@@ -141,6 +141,15 @@ impl Trigger {
         }
     }
 
+    /// The input's type: the event type, the deadline type, or `Rejected<Command>`.
+    pub fn input_type(&self) -> String {
+        match self {
+            Trigger::Event { event_type, .. } => event_type.clone(),
+            Trigger::Deadline { deadline_type, .. } => deadline_type.clone(),
+            Trigger::Rejected { command_type, .. } => format!("Rejected<{command_type}>"),
+        }
+    }
+
     /// What the trigger is, for error messages and logs.
     pub fn describe(&self) -> String {
         match self {

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::effects::Effects;
 use super::error::ProcessError;
@@ -22,6 +23,7 @@ use crate::store::{CheckpointStore, Deadline, DeadlineStore, EventFeed, EventSto
 use crate::subscription::{
     AtLeastOnce, PoisonPolicy, Subscription, SubscriptionError, SubscriptionOptions, SubscriptionStatus,
 };
+use crate::telemetry;
 
 /// How many due deadlines one round fires.
 const DEADLINE_BATCH: u32 = 100;
@@ -215,17 +217,35 @@ impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
     /// Reacts to `trigger` in `instance` (once: a recorded reaction is not decided again)
     /// and carries the reaction out.
     fn handle<'a>(&'a self, instance: &'a str, trigger: Trigger) -> BoxFuture<'a, Result<(), ProcessError>> {
+        let span = tracing::info_span!(
+            telemetry::REACT_SPAN,
+            process = P::NAME,
+            instance,
+            input = %trigger.input_type(),
+            trigger = %trigger.id(),
+            outcome = tracing::field::Empty,
+            commands = tracing::field::Empty,
+        );
+        let recorded = span.clone();
+        let outcome = move |outcome: &'static str, commands: usize| {
+            let span = &recorded;
+            span.record("outcome", outcome);
+            span.record("commands", commands);
+            telemetry::process_reaction(P::NAME, outcome);
+        };
         async move {
             loop {
                 let mut loaded = self.recorded(instance).await?;
                 if let Some(index) = loaded.reaction_to(trigger.id()) {
                     self.remember(&loaded);
+                    outcome("carried_out_again", loaded.reactions.get(index).map_or(0, |r| r.commands.len()));
                     return self.settle(&loaded, index).await;
                 }
                 // A completed instance ignores new inputs, but still hears of the rejection
                 // of a command it sent: compensation that fails must not go unnoticed.
                 if loaded.completed() && !matches!(trigger, Trigger::Rejected { .. }) {
                     tracing::debug!(process = P::NAME, instance, trigger = %trigger.describe(), "ignored: the instance completed");
+                    outcome("ignored", 0);
                     if let Trigger::Deadline { deadline_id, .. } = &trigger {
                         self.store.remove(&[*deadline_id]).await.map_err(Self::store_error(instance, "removing a deadline"))?;
                     }
@@ -256,6 +276,7 @@ impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
                         loaded.reactions.push(reaction);
                         let index = loaded.reactions.len().saturating_sub(1);
                         self.remember(&loaded);
+                        outcome("reacted", loaded.reactions.get(index).map_or(0, |r| r.commands.len()));
                         return self.settle(&loaded, index).await;
                     }
                     // Another runner recorded a reaction meanwhile: read the instance again.
@@ -264,6 +285,7 @@ impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
                 }
             }
         }
+        .instrument(span)
         .boxed()
     }
 
