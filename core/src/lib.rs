@@ -152,7 +152,9 @@ pub use annals_macros::Aggregate;
 /// stored names and aliases) and `project`, which decodes an envelope of a listed type
 /// and runs its `On` handler, and ignores other types. A missing `On` impl, a listed type
 /// that is not an [`Event`](trait@Event) and two events with the same stored name are
-/// compile errors.
+/// compile errors. A projection may be generic over types and constants (a read model
+/// generic over its store, say): each type parameter must be `Send + 'static`, and the
+/// bounds its `On` impls need go on the struct (`struct Totals<S: EventStore>`).
 ///
 /// ```
 /// use annals::prelude::*;

@@ -58,55 +58,38 @@ fn keyed(envelope: &Envelope) -> Metadata {
     Metadata::caused_by(envelope).idempotency_key(envelope.event_id.to_string())
 }
 
-/// The same workflow hand-rolled, on store `$store`: each handler sends the next command.
-macro_rules! hand_rolled_on {
-    ($name:ident, $store:ty) => {
-        #[derive(Projection)]
-        #[projection(events(CheckedOut, StockReserved, PaymentTaken))]
-        struct $name {
-            store: $store,
-        }
-
-        impl On<CheckedOut> for $name {
-            async fn on(&mut self, e: CheckedOut, envelope: &Envelope, _: &mut ()) -> Result<(), annals::BoxError> {
-                let reserve = ReserveStock { order_id: e.order_id, qty: e.qty };
-                Repository::<Inventory, $store>::new(self.store.clone())
-                    .execute_with(&e.sku, reserve, keyed(envelope))
-                    .await?;
-                Ok(())
-            }
-        }
-        impl On<StockReserved> for $name {
-            async fn on(&mut self, e: StockReserved, envelope: &Envelope, _: &mut ()) -> Result<(), annals::BoxError> {
-                let pay = TakePayment { order_id: e.order_id.clone(), card: "visa".into() };
-                Repository::<Payment, $store>::new(self.store.clone())
-                    .execute_with(&e.order_id, pay, keyed(envelope))
-                    .await?;
-                Ok(())
-            }
-        }
-        impl On<PaymentTaken> for $name {
-            async fn on(&mut self, e: PaymentTaken, envelope: &Envelope, _: &mut ()) -> Result<(), annals::BoxError> {
-                let ship = Ship { order_id: e.order_id.clone() };
-                Repository::<Shipment, $store>::new(self.store.clone())
-                    .execute_with(&e.order_id, ship, keyed(envelope))
-                    .await?;
-                Ok(())
-            }
-        }
-    };
+/// The same workflow hand-rolled: each handler sends the next command.
+#[derive(Projection)]
+#[projection(name = "hand_rolled_fulfillment", events(CheckedOut, StockReserved, PaymentTaken))]
+struct HandRolled<S: EventStore> {
+    store: S,
 }
 
-hand_rolled_on!(HandRolledSqlite, annals_sqlite::SqliteStore);
-hand_rolled_on!(HandRolledPostgres, annals_postgres::PostgresStore);
+impl<S: EventStore> On<CheckedOut> for HandRolled<S> {
+    async fn on(&mut self, e: CheckedOut, envelope: &Envelope, _: &mut ()) -> Result<(), annals::BoxError> {
+        let reserve = ReserveStock { order_id: e.order_id, qty: e.qty };
+        Repository::<Inventory, S>::new(self.store.clone()).execute_with(&e.sku, reserve, keyed(envelope)).await?;
+        Ok(())
+    }
+}
+impl<S: EventStore> On<StockReserved> for HandRolled<S> {
+    async fn on(&mut self, e: StockReserved, envelope: &Envelope, _: &mut ()) -> Result<(), annals::BoxError> {
+        let pay = TakePayment { order_id: e.order_id.clone(), card: "visa".into() };
+        Repository::<Payment, S>::new(self.store.clone()).execute_with(&e.order_id, pay, keyed(envelope)).await?;
+        Ok(())
+    }
+}
+impl<S: EventStore> On<PaymentTaken> for HandRolled<S> {
+    async fn on(&mut self, e: PaymentTaken, envelope: &Envelope, _: &mut ()) -> Result<(), annals::BoxError> {
+        let ship = Ship { order_id: e.order_id.clone() };
+        Repository::<Shipment, S>::new(self.store.clone()).execute_with(&e.order_id, ship, keyed(envelope)).await?;
+        Ok(())
+    }
+}
 
-async fn hand_rolled<S, P>(store: S, projection: P) -> Duration
-where
-    S: EventStore + EventFeed + CheckpointStore,
-    P: Projection<Context = ()>,
-{
+async fn hand_rolled<S: EventStore + EventFeed + CheckpointStore>(store: S) -> Duration {
     check_out_all(&store).await;
-    let sink = AtLeastOnce::new(store.clone(), projection);
+    let sink = AtLeastOnce::new(store.clone(), HandRolled { store: store.clone() });
     let mut subscription = Subscription::new(store.clone(), sink)
         .options(SubscriptionOptions { batch_size: 256, ..SubscriptionOptions::default() });
     let started = Instant::now();
@@ -149,11 +132,9 @@ fn main() {
         let mut postgres = (Duration::MAX, Duration::MAX);
         for _ in 0..ROUNDS {
             sqlite.0 = sqlite.0.min(with_process(annals_sqlite::testing::fresh_store().await).await);
-            let store = annals_sqlite::testing::fresh_store().await;
-            sqlite.1 = sqlite.1.min(hand_rolled(store.clone(), HandRolledSqlite { store }).await);
+            sqlite.1 = sqlite.1.min(hand_rolled(annals_sqlite::testing::fresh_store().await).await);
             postgres.0 = postgres.0.min(with_process(annals_postgres::testing::fresh_store().await.unwrap()).await);
-            let store = annals_postgres::testing::fresh_store().await.unwrap();
-            postgres.1 = postgres.1.min(hand_rolled(store.clone(), HandRolledPostgres { store }).await);
+            postgres.1 = postgres.1.min(hand_rolled(annals_postgres::testing::fresh_store().await.unwrap()).await);
         }
         report("SQLite", sqlite.0, sqlite.1);
         report("PostgreSQL", postgres.0, postgres.1);

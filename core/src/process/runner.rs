@@ -400,29 +400,22 @@ impl<P: Process, S: EventStore + DeadlineStore> Projection for Reactor<P, S> {
     type Context = ();
 
     async fn project(&mut self, envelope: &Envelope, _: &mut ()) -> Result<(), ProjectionError> {
-        {
-            let handler = |error: ProcessError| ProjectionError::Handler {
-                projection: P::NAME,
-                event_id: envelope.event_id,
-                stream: envelope.stream_id.clone(),
-                version: envelope.stream_version,
-                position: envelope.global_position,
-                event_type: envelope.event_type.clone(),
-                source: Box::new(Permanent::new(error)),
-            };
-            let instance = match P::correlate(envelope) {
-                Ok(Some(instance)) => instance,
-                Ok(None) => return Ok(()),
-                Err(source) => {
-                    return Err(handler(ProcessError::Decode {
-                        process: P::NAME,
-                        trigger: Trigger::event(envelope).describe(),
-                        source: Box::new(source),
-                    }))
-                }
-            };
-            self.handle_patiently(&instance, Trigger::event(envelope)).await.map_err(handler)
-        }
+        // Whatever is left after `handle_patiently` waited out the transient failures
+        // cannot succeed by retrying: permanent, so the poison policy applies at once.
+        let handler =
+            |error: ProcessError| ProjectionError::handler(P::NAME, envelope, Box::new(Permanent::new(error)));
+        let instance = match P::correlate(envelope) {
+            Ok(Some(instance)) => instance,
+            Ok(None) => return Ok(()),
+            Err(source) => {
+                return Err(handler(ProcessError::Decode {
+                    process: P::NAME,
+                    trigger: Trigger::event(envelope).describe(),
+                    source: Box::new(source),
+                }))
+            }
+        };
+        self.handle_patiently(&instance, Trigger::event(envelope)).await.map_err(handler)
     }
 }
 

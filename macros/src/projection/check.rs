@@ -13,7 +13,7 @@ use crate::event_list::{display, snake_case};
 
 /// Checks everything, recording each problem. Returns the model to expand, repaired
 /// where needed, or `None` when the item cannot implement `Projection` at all (a union,
-/// a generic type).
+/// a type with lifetime parameters).
 pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Errors) -> Option<Model<'a>> {
     let ident = &input.ident;
     let expandable = check_item(input, errors);
@@ -58,7 +58,7 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
         }
     };
 
-    expandable.then_some(Model { ident, name, events, context: attrs.context })
+    expandable.then_some(Model { ident, generics: &input.generics, name, events, context: attrs.context })
 }
 
 /// Whether the item can implement `Projection` at all.
@@ -68,10 +68,13 @@ fn check_item(input: &DeriveInput, errors: &mut Errors) -> bool {
         errors.at(data.union_token.span, "`#[derive(Projection)]` does not support unions; use a struct or an enum");
         ok = false;
     }
-    if !input.generics.params.is_empty() {
+    // Type and const parameters are fine (a projection generic over its store, say): the
+    // impl requires `Send + 'static` of each type parameter. A projection lives as long as
+    // its subscription, so it cannot borrow.
+    if let Some(lifetime) = input.generics.lifetimes().next() {
         errors.spanned(
-            &input.generics,
-            "projections cannot be generic: the projection name keys one checkpoint, so it must identify one concrete type; remove the generic parameters",
+            lifetime,
+            "projections cannot borrow: a projection lives as long as its subscription (`'static`); own the data (`String`, `Arc<...>`) and remove the lifetime parameter",
         );
         ok = false;
     }

@@ -7,7 +7,14 @@ use super::Model;
 use crate::event_list::{self, at};
 
 pub(super) fn expand(model: &Model<'_>) -> TokenStream {
-    let Model { ident, name, events, context } = model;
+    let Model { ident, generics, name, events, context } = model;
+    // Each type parameter must be `Send + 'static`, as `Projection` is.
+    let mut generics = (*generics).clone();
+    for param in generics.type_params_mut() {
+        param.bounds.push(syn::parse_quote!(::core::marker::Send));
+        param.bounds.push(syn::parse_quote!('static));
+    }
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let event_types = event_list::stored_names(events);
     let context = match context {
         Some(context) => quote!(#context),
@@ -31,9 +38,12 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
     // no valid list (its error is reported), every event counts as listed, so that the
     // user's `On` impls do not add an error each.
     let listed: Vec<TokenStream> = if events.is_empty() {
+        let mut with_e = generics.clone();
+        with_e.params.push(syn::parse_quote!(__E));
+        let (impl_with_e, _, _) = with_e.split_for_impl();
         vec![quote! {
             #[automatically_derived]
-            impl<__E> ::annals::__private::ListsEvent<__E> for #ident {}
+            impl #impl_with_e ::annals::__private::ListsEvent<__E> for #ident #ty_generics #where_clause {}
         }]
     } else {
         events
@@ -41,7 +51,7 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
             .map(|ty| {
                 quote_spanned! {at(ty)=>
                     #[automatically_derived]
-                    impl ::annals::__private::ListsEvent<#ty> for #ident {}
+                    impl #impl_generics ::annals::__private::ListsEvent<#ty> for #ident #ty_generics #where_clause {}
                 }
             })
             .collect()
@@ -49,7 +59,7 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
     quote! {
         const _: () = {
             #[automatically_derived]
-            impl ::annals::Projection for #ident {
+            impl #impl_generics ::annals::Projection for #ident #ty_generics #where_clause {
                 const NAME: &'static str = #name;
                 const EVENT_TYPES: &'static [&'static str] = #event_types;
                 type Context = #context;

@@ -11,7 +11,7 @@ mod expand;
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{DeriveInput, Ident, Type, TypePath};
+use syn::{DeriveInput, Generics, Ident, Type, TypePath};
 
 use crate::errors::Errors;
 
@@ -19,6 +19,8 @@ use crate::errors::Errors;
 pub(crate) struct Model<'a> {
     /// The projection type, e.g. `CartSummaries`.
     ident: &'a Ident,
+    /// Its type and const parameters, e.g. `<S: EventStore>` (no lifetimes).
+    generics: &'a Generics,
     /// The projection name (its checkpoint key), e.g. `cart_summaries`.
     name: String,
     /// The handled event types as the user wrote them, at least one unless an error was

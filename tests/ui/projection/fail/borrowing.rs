@@ -7,8 +7,8 @@ pub struct ItemAdded;
 
 #[derive(Projection)]
 #[projection(events(ItemAdded))]
-pub struct CartSummaries<T> {
-    rows: Vec<T>,
+pub struct CartSummaries<'a> {
+    rows: &'a mut Vec<String>,
 }
 
 fn main() {}
