@@ -87,7 +87,7 @@ pub mod test_kit;
 pub use aggregate::{Aggregate, Apply, Decision, Handle};
 pub use envelope::{Envelope, Metadata, NewEvent};
 pub use event::{DecodeError, Event, EventSet, UpcastError};
-pub use projection::{BoxError, On, Permanent, Projection, ProjectionError};
+pub use projection::{BoxError, Handler, On, Permanent, Projection, ProjectionError};
 pub use repository::{Committed, ExecuteError, LoadError, Loaded, Repository};
 pub use retry::RetryPolicy;
 pub use store::{EventFeed, EventStore, ExpectedVersion, StoreError, VersionRange};

@@ -53,13 +53,20 @@ pub trait Projection: Send + 'static {
 pub trait On<E: Event>: Projection + crate::__private::ListsEvent<E> {
     /// Updates the read model with `event`. An error stops the subscription at this event
     /// (after retries): nothing after it is applied until it succeeds.
-    fn on(
-        &mut self,
-        event: E,
-        envelope: &Envelope,
-        context: &mut Self::Context,
-    ) -> impl Future<Output = Result<(), BoxError>> + Send;
+    fn on(&mut self, event: E, envelope: &Envelope, context: &mut Self::Context) -> impl Handler;
 }
+
+/// What an [`On::on`] returns: the future of an `async fn on` that resolves to
+/// `Result<(), BoxError>` and can move between threads. (A trait of its own, so that a
+/// handler written without `async` is told to add it.)
+#[diagnostic::on_unimplemented(
+    message = "`on` must be an `async fn` returning `Result<(), annals::BoxError>`, and its future `Send`",
+    label = "`{Self}` is not the future of an `async fn on`",
+    note = "write `async fn on(&mut self, event: E, envelope: &annals::Envelope, context: &mut Self::Context) -> Result<(), annals::BoxError>`; if it is async already, hold no `!Send` value (an `Rc`, a `std::sync::MutexGuard`) across an `.await`"
+)]
+pub trait Handler: Future<Output = Result<(), BoxError>> + Send {}
+
+impl<F: Future<Output = Result<(), BoxError>> + Send> Handler for F {}
 
 /// Projecting one event failed.
 #[derive(Debug, thiserror::Error)]
