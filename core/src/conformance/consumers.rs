@@ -635,3 +635,34 @@ pub async fn at_least_once_reset_replays_from_the_start<S: EventStore + EventFee
     Subscription::new(store.clone(), consumer).options(fast()).catch_up().await.unwrap();
     assert_eq!(log.labels(), ["a", "b", "c"]);
 }
+
+/// `checkpoint_every(n)`: the checkpoint is saved after every `n` handled events and at
+/// the end of each batch, so a clean run handles each event once and ends at the same
+/// checkpoint as the default; a batch that fails part-way is handled again from the last
+/// saved checkpoint (at least once: the events before the failure may come twice).
+pub async fn at_least_once_checkpoint_every_n_events_saves_per_n_and_at_batch_end<
+    S: EventStore + EventFeed + CheckpointStore,
+>(
+    store: S,
+) {
+    let labels = ["a", "b", "c", "d", "e"];
+    store.append("note-1", ExpectedVersion::Exact(0), labels.iter().map(|l| noted(l)).collect()).await.unwrap();
+    let log = Log::default();
+    let mut subscription =
+        Subscription::new(store.clone(), AtLeastOnce::new(store.clone(), Recorder::new(&log)).checkpoint_every(2))
+            .options(fast());
+    let reached = subscription.catch_up().await.unwrap();
+    assert_eq!(log.labels(), labels, "each event once on a clean run");
+    assert_eq!(subscription.sink().stored_checkpoint().await.unwrap(), Some(reached), "saved at the batch's end");
+    drop(subscription);
+
+    // A handler that fails once on `i`, the fourth event of a new batch: the checkpoint was
+    // saved at `g` (the second), not at `h`, so the retry of the batch handles `h` again.
+    let batch = vec![noted("f"), noted("g"), noted("h"), noted("i")];
+    store.append("note-2", ExpectedVersion::Exact(0), batch).await.unwrap();
+    let again = Log::default();
+    let flaky = Arc::new(AtomicU32::new(1));
+    let consumer = AtLeastOnce::new(store.clone(), Recorder::new(&again).failing_on("i", &flaky)).checkpoint_every(2);
+    Subscription::new(store.clone(), consumer).options(fast()).catch_up().await.unwrap();
+    assert_eq!(again.labels(), ["f", "g", "h", "h", "i"]);
+}

@@ -278,6 +278,7 @@ macro_rules! consumer_conformance_tests {
             at_least_once_a_failing_handler_is_retried_then_stops_and_resumes_at_the_event,
             at_least_once_a_stale_instance_never_moves_the_checkpoint_back,
             at_least_once_reset_replays_from_the_start,
+            at_least_once_checkpoint_every_n_events_saves_per_n_and_at_batch_end,
         );
     };
 }

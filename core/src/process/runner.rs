@@ -461,7 +461,10 @@ impl<P: Process, S: EventStore + EventFeed + CheckpointStore + DeadlineStore> Pr
         let cache = Cache::default();
         let sink = AtLeastOnce::new(store.clone(), Reactor::<P, S>::new(store.clone(), Arc::clone(&cache)))
             .named(Self::consumer_name())
-            .poison(policy);
+            .poison(policy)
+            // Reactions are idempotent (a recorded one is carried out again, commands by
+            // their keys): one checkpoint transaction per batch instead of per input.
+            .checkpoint_every(options.batch_size);
         let subscription = Subscription::new(store.clone(), sink).options(options);
         ProcessRunner { reactor: Reactor::new(store.clone(), cache), store, policy, options, subscription }
     }

@@ -417,12 +417,24 @@ impl<P: Projection<Context = K::Connection>, K: CheckpointStore> ExactlyOnce<P, 
 /// ```
 pub struct AtLeastOnce<P, K> {
     inner: Checkpointed<P, K>,
+    /// Save the checkpoint after every this many handled events (and at the end of each
+    /// batch); 1 by default.
+    every: usize,
 }
 
 impl<P: Projection<Context = ()>, K: CheckpointStore> AtLeastOnce<P, K> {
     /// Feeds `projection`, with its checkpoint in `store` under [`Projection::NAME`].
     pub fn new(store: K, projection: P) -> Self {
-        AtLeastOnce { inner: Checkpointed::new(store, projection) }
+        AtLeastOnce { inner: Checkpointed::new(store, projection), every: 1 }
+    }
+
+    /// Saves the checkpoint after every `events` handled events and at the end of each
+    /// batch, instead of after each one: one store transaction per `events` events, at the
+    /// price of handling up to `events` events again after a crash (or a failed batch).
+    /// For handlers that are idempotent anyway, such as a process runner's.
+    pub fn checkpoint_every(mut self, events: usize) -> Self {
+        self.every = events.max(1);
+        self
     }
 
     checkpointed_accessors!();
@@ -462,6 +474,8 @@ impl<P: Projection<Context = ()>, K: CheckpointStore> Sink for AtLeastOnce<P, K>
 
     async fn process(&mut self, events: &[FeedEvent], next: Checkpoint) -> Result<(), SinkError> {
         let policy = self.inner.policy;
+        let mut unsaved: Option<Checkpoint> = None;
+        let mut handled = 0_usize;
         for event in events {
             let applied = self.inner.seen().await?.unwrap_or(Checkpoint::START);
             if pending(std::slice::from_ref(event), applied).next().is_none() {
@@ -484,7 +498,16 @@ impl<P: Projection<Context = ()>, K: CheckpointStore> Sink for AtLeastOnce<P, K>
                     inner.parked_index().await?.add(&parked);
                 }
             }
-            self.save(event.checkpoint).await?;
+            handled = handled.saturating_add(1);
+            if handled.is_multiple_of(self.every) {
+                self.save(event.checkpoint).await?;
+                unsaved = None;
+            } else {
+                unsaved = Some(event.checkpoint);
+            }
+        }
+        if let Some(last) = unsaved {
+            self.save(last).await?;
         }
         // Past the events the filter skipped, too.
         if self.inner.seen().await?.is_none_or(|seen| seen < next) {
