@@ -212,6 +212,19 @@ pub struct Reaction {
     pub completed: bool,
 }
 
+impl Reaction {
+    /// Updates an instance's pending deadlines with this reaction: the deadline that
+    /// triggered it fired, those it cancelled are gone, those it set are added. (What the
+    /// runner, `replay` and the test kit all fold over the reactions.)
+    pub(crate) fn update_pending(&self, pending: &mut Vec<Deadline>) {
+        if let Trigger::Deadline { deadline_id, .. } = &self.trigger {
+            pending.retain(|deadline| deadline.id != *deadline_id);
+        }
+        pending.retain(|deadline| !self.cancelled.contains(&deadline.id));
+        pending.extend(self.deadlines.iter().cloned());
+    }
+}
+
 /// A uuid v5 of `parts`, each prefixed by its length so no two lists read alike.
 pub(crate) fn derived_id(parts: &[&str]) -> Uuid {
     let mut name = String::new();

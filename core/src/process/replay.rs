@@ -68,17 +68,13 @@ pub async fn replay<P: Process, S: EventStore>(
         differ("cancelled", json(&reaction.cancelled), json(&replayed.cancelled));
         differ("completed", reaction.completed.into(), replayed.completed.into());
         // Go on from the recorded state, so that each difference shows where it starts.
-        state = serde_json::from_value(reaction.state.clone()).map_err(|source| ProcessError::Json {
+        state = P::deserialize(&reaction.state).map_err(|source| ProcessError::Json {
             process: P::NAME,
             instance: instance.to_owned(),
             what: format!("the state recorded at version {version} of `{}`", recorded.stream),
             source,
         })?;
-        if let super::Trigger::Deadline { deadline_id, .. } = &reaction.trigger {
-            pending.retain(|deadline| deadline.id != *deadline_id);
-        }
-        pending.retain(|deadline| !reaction.cancelled.contains(&deadline.id));
-        pending.extend(reaction.deadlines.iter().cloned());
+        reaction.update_pending(&mut pending);
     }
     Ok(differences)
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
+use serde::Deserialize;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -82,7 +83,7 @@ impl Recorded {
                     source: Box::new(source),
                 })?;
                 version = envelope.stream_version;
-                reactions.push(reaction_of::<P>(&envelope)?);
+                reactions.push(reaction_of::<P>(envelope)?);
             }
         }
         Ok(Recorded { instance: instance.to_owned(), stream, version, reactions })
@@ -91,7 +92,7 @@ impl Recorded {
     /// The state after the last reaction (`Default` before the first).
     fn state<P: Process>(&self) -> Result<P, ProcessError> {
         match self.reactions.last() {
-            Some(last) => serde_json::from_value(last.state.clone()).map_err(|source| ProcessError::Json {
+            Some(last) => P::deserialize(&last.state).map_err(|source| ProcessError::Json {
                 process: P::NAME,
                 instance: self.instance.clone(),
                 what: format!("the state recorded at version {} of `{}`", self.version, self.stream),
@@ -105,11 +106,7 @@ impl Recorded {
     fn pending(&self) -> Vec<Deadline> {
         let mut pending: Vec<Deadline> = Vec::new();
         for reaction in &self.reactions {
-            if let Trigger::Deadline { deadline_id, .. } = &reaction.trigger {
-                pending.retain(|deadline| deadline.id != *deadline_id);
-            }
-            pending.retain(|deadline| !reaction.cancelled.contains(&deadline.id));
-            pending.extend(reaction.deadlines.iter().cloned());
+            reaction.update_pending(&mut pending);
         }
         pending
     }
@@ -147,10 +144,10 @@ const CACHED_INSTANCES: usize = 10_000;
 /// The instances a runner recorded or read last, by instance id: a reaction then costs no
 /// read of the instance stream. An instance another runner changed meanwhile makes the
 /// append conflict, which drops it from here and reads it again.
-type Cache = Arc<Mutex<HashMap<String, Recorded>>>;
+type Cache = Arc<Mutex<HashMap<String, Arc<Recorded>>>>;
 
 /// Reads one recorded reaction.
-fn reaction_of<P: Process>(envelope: &Envelope) -> Result<Reaction, ProcessError> {
+fn reaction_of<P: Process>(envelope: Envelope) -> Result<Reaction, ProcessError> {
     let record = |detail: String| ProcessError::Record {
         process: P::NAME,
         stream: envelope.stream_id.clone(),
@@ -160,7 +157,7 @@ fn reaction_of<P: Process>(envelope: &Envelope) -> Result<Reaction, ProcessError
     if envelope.event_type != REACTED {
         return Err(record(format!("its type is `{}`, not `{REACTED}`", envelope.event_type)));
     }
-    serde_json::from_value(envelope.payload.clone()).map_err(|e| record(e.to_string()))
+    Reaction::deserialize(&envelope.payload).map_err(|e| record(e.to_string()))
 }
 
 /// Reacts to inputs and carries reactions out; the projection the runner's subscription
@@ -176,20 +173,20 @@ impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
         Reactor { store, cache, _process: PhantomData }
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Recorded>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Recorded>>> {
         self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The instance as last recorded or read, else read now.
-    async fn recorded(&self, instance: &str) -> Result<Recorded, ProcessError> {
-        let cached = self.cache().get(instance).cloned();
+    async fn recorded(&self, instance: &str) -> Result<Arc<Recorded>, ProcessError> {
+        let cached = self.cache().get(instance).map(Arc::clone);
         match cached {
             Some(recorded) => Ok(recorded),
-            None => Recorded::load::<P, S>(&self.store, instance).await,
+            None => Ok(Arc::new(Recorded::load::<P, S>(&self.store, instance).await?)),
         }
     }
 
-    fn remember(&self, recorded: &Recorded) {
+    fn remember(&self, recorded: &Arc<Recorded>) {
         let mut cache = self.cache();
         if recorded.completed() {
             cache.remove(&recorded.instance);
@@ -198,7 +195,7 @@ impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
         if cache.len() >= CACHED_INSTANCES && !cache.contains_key(&recorded.instance) {
             cache.clear();
         }
-        cache.insert(recorded.instance.clone(), recorded.clone());
+        cache.insert(recorded.instance.clone(), Arc::clone(recorded));
     }
 
     fn forget(&self, instance: &str) {
@@ -235,7 +232,7 @@ impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
         };
         async move {
             loop {
-                let mut loaded = self.recorded(instance).await?;
+                let loaded = self.recorded(instance).await?;
                 if let Some(index) = loaded.reaction_to(trigger.id()) {
                     self.remember(&loaded);
                     outcome("carried_out_again", loaded.reactions.get(index).map_or(0, |r| r.commands.len()));
@@ -272,9 +269,13 @@ impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
                     // Recorded, after exactly the reactions loaded (none of which answers this
                     // trigger): what is stored is this reaction.
                     Ok(_) => {
-                        loaded.version = loaded.version.saturating_add(1);
-                        loaded.reactions.push(reaction);
-                        let index = loaded.reactions.len().saturating_sub(1);
+                        // Out of the cache first, so that the instance is extended in place.
+                        self.forget(instance);
+                        let mut recorded = Arc::unwrap_or_clone(loaded);
+                        recorded.version = recorded.version.saturating_add(1);
+                        recorded.reactions.push(reaction);
+                        let index = recorded.reactions.len().saturating_sub(1);
+                        let loaded = Arc::new(recorded);
                         self.remember(&loaded);
                         outcome("reacted", loaded.reactions.get(index).map_or(0, |r| r.commands.len()));
                         return self.settle(&loaded, index).await;

@@ -56,7 +56,7 @@ pub fn react_to_deadline<P: React<D> + super::Process, D: DeserializeOwned>(
     effects: &mut Effects<P>,
 ) -> Result<(), ProcessError> {
     let Trigger::Deadline { payload, .. } = trigger else { return Err(unhandled::<P>(trigger)) };
-    let deadline = serde_json::from_value(payload.clone()).map_err(|source| json_error::<P>(trigger, source))?;
+    let deadline = D::deserialize(payload).map_err(|source| json_error::<P>(trigger, source))?;
     process.react(&deadline, effects);
     Ok(())
 }
@@ -68,7 +68,7 @@ pub fn react_to_rejection<P: React<Rejected<C>> + super::Process, C: Deserialize
     effects: &mut Effects<P>,
 ) -> Result<(), ProcessError> {
     let Trigger::Rejected { payload, target, reason, .. } = trigger else { return Err(unhandled::<P>(trigger)) };
-    let command = serde_json::from_value(payload.clone()).map_err(|source| json_error::<P>(trigger, source))?;
+    let command = C::deserialize(payload).map_err(|source| json_error::<P>(trigger, source))?;
     process.react(&Rejected { command, target: target.clone(), reason: reason.clone() }, effects);
     Ok(())
 }
@@ -102,7 +102,7 @@ where
             target: command.target.clone(),
             detail,
         };
-        let value: C = serde_json::from_value(command.payload.clone())
+        let value = C::deserialize(&command.payload)
             .map_err(|e| failed(format!("the recorded command does not decode: {e}")))?;
         let repository = Repository::<A, S>::new(store.clone());
         match repository.execute_with(&command.target, value, metadata).await {

@@ -156,11 +156,7 @@ impl<P: Process> ProcessTest<P> {
         self.state.react_to(&trigger, &mut effects)?;
         let stream = super::instance_stream::<P>(&self.instance);
         let reaction = effects.into_reaction(&self.instance, &stream, trigger, &self.state, &self.pending)?;
-        if let Trigger::Deadline { deadline_id, .. } = &reaction.trigger {
-            self.pending.retain(|deadline| deadline.id != *deadline_id);
-        }
-        self.pending.retain(|deadline| !reaction.cancelled.contains(&deadline.id));
-        self.pending.extend(reaction.deadlines.iter().cloned());
+        reaction.update_pending(&mut self.pending);
         self.completed = reaction.completed;
         Ok(Reacted { reaction: Some(reaction), _process: PhantomData })
     }
@@ -185,7 +181,7 @@ impl<P: Process> Reacted<P> {
         self.commands()
             .iter()
             .filter(|c| c.command_type == <C as CommandOf<P>>::COMMAND_TYPE)
-            .filter_map(|c| Some((c.target.clone(), serde_json::from_value(c.payload.clone()).ok()?)))
+            .filter_map(|c| Some((c.target.clone(), C::deserialize(&c.payload).ok()?)))
             .collect()
     }
 
@@ -198,7 +194,7 @@ impl<P: Process> Reacted<P> {
             .iter()
             .flat_map(|r| &r.deadlines)
             .filter(|d| d.deadline_type == <D as DeadlineOf<P>>::DEADLINE_TYPE)
-            .filter_map(|d| serde_json::from_value(d.payload.clone()).ok())
+            .filter_map(|d| D::deserialize(&d.payload).ok())
             .collect()
     }
 
