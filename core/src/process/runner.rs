@@ -165,12 +165,15 @@ fn reaction_of<P: Process>(envelope: Envelope) -> Result<Reaction, ProcessError>
 pub(crate) struct Reactor<P, S> {
     store: S,
     cache: Cache,
+    /// What a reaction waits for (a transient failure it waits out), shared by the
+    /// runner's reactors: [`ProcessRunner::waiting`].
+    waiting: Arc<watch::Sender<Option<String>>>,
     _process: PhantomData<fn() -> P>,
 }
 
 impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
-    fn new(store: S, cache: Cache) -> Self {
-        Reactor { store, cache, _process: PhantomData }
+    fn new(store: S, cache: Cache, waiting: Arc<watch::Sender<Option<String>>>) -> Self {
+        Reactor { store, cache, waiting, _process: PhantomData }
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Recorded>>> {
@@ -355,9 +358,16 @@ impl<P: Process, S: EventStore + DeadlineStore> Reactor<P, S> {
                     if failures == 1 || failures.is_multiple_of(10) {
                         tracing::warn!(process = P::NAME, instance, failures, %error, "a reaction could not be carried out yet; retrying");
                     }
+                    self.waiting.send_replace(Some(format!("instance `{instance}` (attempt {failures}): {error}")));
                     tokio::time::sleep(attempts.failed().unwrap_or(RetryPolicy::forever().max_backoff)).await;
                 }
-                outcome => return outcome,
+                outcome => {
+                    if failures > 0 {
+                        tracing::info!(process = P::NAME, instance, failures, "the reaction went through; resuming");
+                        self.waiting.send_replace(None);
+                    }
+                    return outcome;
+                }
             }
         }
     }
@@ -460,14 +470,16 @@ impl<P: Process, S: EventStore + EventFeed + CheckpointStore + DeadlineStore> Pr
 
     fn build(store: S, policy: PoisonPolicy, options: SubscriptionOptions) -> Self {
         let cache = Cache::default();
-        let sink = AtLeastOnce::new(store.clone(), Reactor::<P, S>::new(store.clone(), Arc::clone(&cache)))
+        let waiting = Arc::new(watch::Sender::new(None));
+        let reactor = Reactor::<P, S>::new(store.clone(), Arc::clone(&cache), Arc::clone(&waiting));
+        let sink = AtLeastOnce::new(store.clone(), reactor)
             .named(Self::consumer_name())
             .poison(policy)
             // Reactions are idempotent (a recorded one is carried out again, commands by
             // their keys): one checkpoint transaction per batch instead of per input.
             .checkpoint_every(options.batch_size);
         let subscription = Subscription::new(store.clone(), sink).options(options);
-        ProcessRunner { reactor: Reactor::new(store.clone(), cache), store, policy, options, subscription }
+        ProcessRunner { reactor: Reactor::new(store.clone(), cache, waiting), store, policy, options, subscription }
     }
 
     /// The runner's consumer name (its checkpoint and parked inputs): `<name>.process`.
@@ -489,6 +501,14 @@ impl<P: Process, S: EventStore + EventFeed + CheckpointStore + DeadlineStore> Pr
     /// Where the feed subscription is: processing, waiting out a failure, stopped.
     pub fn status(&self) -> watch::Receiver<SubscriptionStatus> {
         self.subscription.status()
+    }
+
+    /// What a reaction is waiting out, if anything: a reaction, a command or a deadline
+    /// that failed for a transient reason (the store unreachable, a command's stream busy)
+    /// is retried in place with capped back-off, and says so here (and in a warning) until
+    /// it goes through. The feed's own waits show in [`status`](Self::status).
+    pub fn waiting(&self) -> watch::Receiver<Option<String>> {
+        self.reactor.waiting.subscribe()
     }
 
     /// Reacts to every event in the feed so far, then fires the deadlines due now.
