@@ -24,10 +24,15 @@
 //! past it has applied it: [`InMemoryProjection::wait_for`] and [`wait_for_checkpoint`]
 //! wait for that.
 //!
+//! # Rebuilding without downtime
+//! [`BlueGreen`] builds a new generation of a read model next to the live one and
+//! switches readers to it in one transaction once it has caught up (see its docs).
+//!
 //! A [`Subscription`] feeds one sink: `Subscription::new(feed, sink)`, tuned with
 //! [`filter`](Subscription::filter) (the one place to narrow what a consumer reads; by
 //! default what the sink handles) and [`options`](Subscription::options).
 
+mod blue_green;
 mod checkpointed;
 mod in_memory;
 mod poison;
@@ -36,6 +41,7 @@ mod sink;
 mod subscription;
 mod wait;
 
+pub use blue_green::{BlueGreen, Prepared, RebuildError, Rebuildable, Rebuilt};
 pub use checkpointed::{AtLeastOnce, CheckpointMoved, ExactlyOnce, Reset};
 pub use in_memory::InMemoryProjection;
 pub use poison::{Parked, PoisonPolicy, RetryReport};
