@@ -34,6 +34,8 @@ pub(crate) enum Command {
     Consumers,
     /// Delete a consumer's checkpoint: it starts again from the first event.
     Reset { consumer: String },
+    /// Show a consumer's progress through the feed until it has caught up.
+    Watch { consumer: String, interval: std::time::Duration },
     /// What holds the feed back (PostgreSQL).
     Blockers,
     /// A consumer's parked events.
@@ -137,6 +139,21 @@ fn cli() -> Clap {
                     Clap::new("reset")
                         .about("delete a consumer's checkpoint: it starts again from the first event")
                         .arg(consumer()),
+                )
+                .subcommand(
+                    Clap::new("watch")
+                        .about(
+                            "a progress bar of a consumer catching up (a rebuild, a new generation), until it has \
+                             caught up; with --json a line per look",
+                        )
+                        .arg(consumer())
+                        .arg(
+                            Arg::new("interval")
+                                .long("interval")
+                                .value_parser(value_parser!(u64))
+                                .default_value("500")
+                                .help("milliseconds between looks"),
+                        ),
                 ),
         )
         .subcommand(
@@ -196,6 +213,10 @@ fn invocation(matches: &ArgMatches) -> Invocation {
         Some(("events", m)) => Command::Correlated { id: m.get_one("correlation").copied().unwrap_or_default() },
         Some(("consumers", m)) => match m.subcommand() {
             Some(("reset", m)) => Command::Reset { consumer: text(m, "consumer").unwrap_or_default() },
+            Some(("watch", m)) => Command::Watch {
+                consumer: text(m, "consumer").unwrap_or_default(),
+                interval: std::time::Duration::from_millis(m.get_one("interval").copied().unwrap_or(500)),
+            },
             _ => Command::Consumers,
         },
         Some(("feed", _)) => Command::Blockers,

@@ -77,6 +77,7 @@ where
             out.note(&format!("consumer `{consumer}` starts again from the first event"));
             Ok(Done::Ok)
         }
+        Command::Watch { consumer, interval } => watch(&store, &consumer, interval, out).await,
         Command::Blockers => Ok(Done::Ok),
         Command::Consumers => {
             for consumer in store.consumers().await? {
@@ -101,6 +102,61 @@ where
             Ok(Done::Ok)
         }
     }
+}
+
+/// Looks at `consumer` every `interval` until no event is left after its checkpoint:
+/// a progress bar on a terminal (on stderr), a JSON line per look with `--json`.
+async fn watch<S: Inspect>(
+    store: &S,
+    consumer: &str,
+    interval: Duration,
+    out: &mut Output<impl Write>,
+) -> Result<Done, StoreError> {
+    let started = std::time::Instant::now();
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut first_behind = None;
+    loop {
+        let found = store.consumers().await?.into_iter().find(|c| c.name == consumer);
+        let Some(info) = found else {
+            return Ok(Done::NothingFound(format!(
+                "consumer `{consumer}` has no checkpoint yet (is it running? `consumers` lists them)"
+            )));
+        };
+        let start = *first_behind.get_or_insert(info.behind);
+        // Events appended meanwhile lengthen the way.
+        let done = start.saturating_sub(info.behind);
+        let length = done.saturating_add(info.behind);
+        if out.is_json() {
+            out.progress(&info, done);
+        } else {
+            let bar = bar.get_or_insert_with(|| progress_bar(consumer, length));
+            bar.set_length(length);
+            bar.set_position(done);
+        }
+        if info.behind == 0 {
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            out.note(&format!(
+                "consumer `{consumer}` has caught up at {} ({done} events in {:.1} s)",
+                info.checkpoint,
+                started.elapsed().as_secs_f64()
+            ));
+            return Ok(Done::Ok);
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+fn progress_bar(consumer: &str, length: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(length);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} events, {per_sec}, eta {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(consumer.to_owned());
+    bar
 }
 
 /// How long `tail --follow` waits for a wake-up before it reads again anyway.

@@ -31,6 +31,23 @@ impl<W: Write> Output<W> {
         self.line(&line);
     }
 
+    pub(crate) fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// One look of `consumers watch`: where the consumer stands, and how far it came.
+    pub(crate) fn progress(&mut self, consumer: &ConsumerInfo, done: u64) {
+        let value = json!({
+            "consumer": consumer.name,
+            "checkpoint": consumer.checkpoint,
+            "behind": consumer.behind,
+            "done": done,
+        });
+        self.either(value, || {
+            format!("{}\t{}\t{} behind\t{done} done", consumer.name, consumer.checkpoint, consumer.behind)
+        });
+    }
+
     pub(crate) fn note(&mut self, text: &str) {
         let value = json!({ "note": text });
         self.either(value, || text.to_owned());
@@ -84,7 +101,12 @@ impl<W: Write> Output<W> {
         self.either(value, || {
             let updated = consumer.updated_at.map_or("-".to_owned(), |at| at.to_rfc3339());
             let held_by = consumer.held_by.as_deref().unwrap_or("-");
-            format!("{}\t{}\t{}\t{}", consumer.name, consumer.checkpoint, updated, held_by)
+            if consumer.name.ends_with("@live") {
+                // A blue/green live pointer: its checkpoint names the generation readers use.
+                let generation = consumer.checkpoint.parts().1;
+                return format!("{}\tlive generation {generation}\t-\t{updated}\t-", consumer.name);
+            }
+            format!("{}\t{}\t{} behind\t{}\t{}", consumer.name, consumer.checkpoint, consumer.behind, updated, held_by)
         });
     }
 

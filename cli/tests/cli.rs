@@ -92,7 +92,7 @@ async fn consumers_and_their_dead_letters_are_listed_and_skipped() {
     store.commit(transaction).await.unwrap();
 
     let consumers = stdout(&annals(&url, &["consumers"]));
-    assert!(consumers.starts_with("cart_views\t0:4\t"), "{consumers}");
+    assert!(consumers.starts_with("cart_views\t0:4\t0 behind\t"), "{consumers}");
     let parked = json_lines(&annals(&url, &["--json", "dead-letters", "list", "cart_views"]));
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0]["reason"], "refused for now");
@@ -205,4 +205,75 @@ async fn feed_blockers_names_an_open_writing_transaction() {
     let blockers = json_lines(&annals(&url, &["--schema", &schema, "--json", "feed", "blockers"]));
     assert!(blockers.iter().any(|b| b["pid"].as_i64() == Some(i64::from(pid))), "{blockers:?}");
     open.rollback().await.unwrap();
+}
+
+/// `consumers` counts the events after each checkpoint and names a blue/green live
+/// pointer's generation; `consumers watch` follows a consumer until it has caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_watch_follows_a_consumer_until_it_has_caught_up() {
+    let (_dir, store, url) = sqlite().await;
+    let put = |name: &'static str, from: Option<u64>, to: u64| {
+        let store = store.clone();
+        async move {
+            let mut transaction = store.begin().await.unwrap();
+            let from = from.map(|minor| Checkpoint::from_parts(0, minor));
+            assert!(store.move_checkpoint(&mut transaction, name, from, Checkpoint::from_parts(0, to)).await.unwrap());
+            store.commit(transaction).await.unwrap();
+        }
+    };
+    put("views@g2", None, 1).await;
+    put("views@live", None, 2).await;
+    let listed = stdout(&annals(&url, &["consumers"]));
+    let lines: Vec<&str> = listed.lines().collect();
+    assert!(lines[0].starts_with("views@g2\t0:1\t3 behind\t"), "{listed}");
+    assert!(lines[1].starts_with("views@live\tlive generation 2\t"), "{listed}");
+    let json = json_lines(&annals(&url, &["--json", "consumers"]));
+    assert_eq!(json[0]["behind"], 3);
+
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_annals"))
+        .args(["--url", &url, "--json", "consumers", "watch", "views@g2", "--interval", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, seen) = mpsc::channel();
+    let reader = BufReader::new(watch.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in reader.lines() {
+            let _ = lines.send(serde_json::from_str::<Value>(&line.unwrap()).unwrap());
+        }
+    });
+    let next = || seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    let first = next();
+    assert_eq!((first["behind"].as_u64(), first["done"].as_u64()), (Some(3), Some(0)), "{first}");
+    put("views@g2", Some(1), 3).await;
+    let mut line = next();
+    while line["behind"] == 3 {
+        line = next();
+    }
+    assert_eq!((line["behind"].as_u64(), line["done"].as_u64()), (Some(1), Some(2)), "{line}");
+    put("views@g2", Some(3), 4).await;
+    while line.get("note").is_none() {
+        line = next();
+    }
+    let note = line["note"].as_str().unwrap();
+    assert!(note.contains("caught up at 0:4 (3 events"), "{note}");
+    assert!(watch.wait().unwrap().success());
+    assert_eq!(annals(&url, &["consumers", "watch", "nobody"]).status.code(), Some(3));
+}
+
+/// On PostgreSQL the count follows the feed's order: events after the checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_on_postgres_count_the_events_after_their_checkpoint() {
+    use annals::store::EventFeed;
+    let store = annals_postgres::testing::fresh_store().await.unwrap();
+    let url = annals_postgres::testing::database_url().unwrap();
+    let schema = store.schema().as_str().to_owned();
+    let stored = store.append("cart-1", ExpectedVersion::Exact(0), vec![event(1), event(2)]).await.unwrap();
+    store.append("cart-2", ExpectedVersion::Exact(0), vec![event(3)]).await.unwrap();
+    let at = store.checkpoint_of(&stored[0]).await.unwrap();
+    let mut transaction = store.begin().await.unwrap();
+    assert!(store.move_checkpoint(&mut transaction, "views", None, at).await.unwrap());
+    store.commit(transaction).await.unwrap();
+    let listed = json_lines(&annals(&url, &["--schema", &schema, "--json", "consumers"]));
+    assert_eq!((listed[0]["name"].as_str(), listed[0]["behind"].as_u64()), (Some("views"), Some(2)), "{listed:?}");
 }

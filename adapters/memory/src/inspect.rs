@@ -34,6 +34,7 @@ impl Inspect for MemoryStore {
 
     async fn consumers(&self) -> Result<Vec<ConsumerInfo>, StoreError> {
         let consumers = self.consumers.lock().await;
+        let head = u64::try_from(self.log.read().events.len()).unwrap_or(u64::MAX);
         let mut listed: Vec<ConsumerInfo> = consumers
             .checkpoints
             .iter()
@@ -42,6 +43,8 @@ impl Inspect for MemoryStore {
                 checkpoint: *checkpoint,
                 updated_at: None,
                 held_by: None,
+                // Positions are 1, 2, ...: the head is the number of events.
+                behind: head.saturating_sub(checkpoint.parts().1),
             })
             .collect();
         listed.sort_by(|a, b| a.name.cmp(&b.name));

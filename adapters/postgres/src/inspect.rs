@@ -51,7 +51,9 @@ impl Inspect for PostgresStore {
                 let checkpoint = rows::stored_checkpoint(row, operation)?;
                 let updated_at = rows::timestamp(row, "updated_at").ok();
                 let held_by: Option<String> = row.try_get("held_by").map_err(|e| store_error(operation(), e))?;
-                Ok(ConsumerInfo { name, checkpoint, updated_at, held_by })
+                let behind: i64 = row.try_get("behind").map_err(|e| store_error(operation(), e))?;
+                let behind = u64::try_from(behind).unwrap_or(0);
+                Ok(ConsumerInfo { name, checkpoint, updated_at, held_by, behind })
             })
             .collect()
     }

@@ -255,7 +255,9 @@ impl Statements {
                          WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted \
                            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                            AND ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended($1 || c.name, 0) \
-                         LIMIT 1) AS held_by \
+                         LIMIT 1) AS held_by, \
+                        (SELECT count(*) FROM {s}.events AS e \
+                         WHERE (e.transaction_id, e.global_position) > (c.commit::text::xid8, c.position)) AS behind \
                  FROM {checkpoints} AS c ORDER BY c.name"
             ),
             load_checkpoint: format!("SELECT commit, position FROM {checkpoints} WHERE name = $1"),

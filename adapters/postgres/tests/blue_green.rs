@@ -223,10 +223,7 @@ async fn readers_see_the_complete_old_generation_until_the_switch_and_the_comple
 
     // Retiring: the live generation is refused; generation 1's table and checkpoint go.
     let projection = Balances::new(&store, 2, Duration::ZERO).await.unwrap();
-    assert!(matches!(
-        blue_green.retire(&projection, 2).await,
-        Err(RebuildError::RetiringLive { generation: 2, .. })
-    ));
+    assert!(matches!(blue_green.retire(&projection, 2).await, Err(RebuildError::RetiringLive { generation: 2, .. })));
     blue_green.retire(&projection, 1).await.unwrap();
     assert_eq!(rows_of(&store, 1).await, None);
     let consumers: Vec<String> = store.consumers().await.unwrap().into_iter().map(|c| c.name).collect();

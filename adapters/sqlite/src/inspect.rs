@@ -62,6 +62,8 @@ impl Inspect for SqliteStore {
                     ),
                     updated_at: Some(time(row.try_get("updated_at").map_err(column_error)?)),
                     held_by: None,
+                    behind: from_db(row.try_get("behind").map_err(column_error)?, 0, "events behind")
+                        .map_err(invalid)?,
                 })
             })
             .collect()

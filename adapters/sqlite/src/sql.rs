@@ -167,7 +167,9 @@ pub(crate) const LIST_STREAMS: &str = "SELECT stream_id, max(stream_version) AS 
                                        GROUP BY stream_id ORDER BY stream_id LIMIT ?2";
 
 /// Every consumer's checkpoint: `name`, `major`, `minor`, `updated_at` (ns), by name.
-pub(crate) const LIST_CONSUMERS: &str = "SELECT name, major, minor, updated_at FROM checkpoints ORDER BY name";
+pub(crate) const LIST_CONSUMERS: &str = "SELECT name, major, minor, updated_at, \
+     (SELECT count(*) FROM events WHERE global_position > checkpoints.minor) AS behind \
+     FROM checkpoints ORDER BY name";
 
 /// `?1` correlation id (16 bytes): its events, in global order.
 pub(crate) const EVENTS_BY_CORRELATION: &str =

@@ -130,11 +130,12 @@ async fn read_view(store: &SqliteStore) -> (i64, i64, i64, i64) {
 /// Rows of generation `g`'s own table, or `None` when it does not exist.
 async fn rows_of(store: &SqliteStore, g: u64) -> Option<i64> {
     let table = format!("balances_g{g}");
-    let exists: Option<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1")
-        .bind(&table)
-        .fetch_optional(store.pool())
-        .await
-        .unwrap();
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1")
+            .bind(&table)
+            .fetch_optional(store.pool())
+            .await
+            .unwrap();
     exists?;
     Some(sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(store.pool()).await.unwrap())
 }
@@ -219,10 +220,7 @@ async fn readers_see_the_complete_old_generation_until_the_switch_and_the_comple
 
     // Retiring: the live generation is refused; generation 1's table and checkpoint go.
     let projection = Balances::new(&store, 2, Duration::ZERO).await.unwrap();
-    assert!(matches!(
-        blue_green.retire(&projection, 2).await,
-        Err(RebuildError::RetiringLive { generation: 2, .. })
-    ));
+    assert!(matches!(blue_green.retire(&projection, 2).await, Err(RebuildError::RetiringLive { generation: 2, .. })));
     blue_green.retire(&projection, 1).await.unwrap();
     assert_eq!(rows_of(&store, 1).await, None);
     let consumers: Vec<String> = store.consumers().await.unwrap().into_iter().map(|c| c.name).collect();

@@ -4,7 +4,7 @@
 
 use super::support::{event, events};
 use crate::envelope::Metadata;
-use crate::store::{Checkpoint, CheckpointStore, EventStore, ExpectedVersion, Inspect};
+use crate::store::{Checkpoint, CheckpointStore, EventFeed, EventStore, ExpectedVersion, Inspect};
 
 /// Streams are listed by id with their versions and newest times; a category keeps its
 /// own streams only (not `cartography-1` for `cart`); the limit holds.
@@ -35,6 +35,25 @@ pub async fn consumers_are_listed_with_their_checkpoints<S: CheckpointStore + In
     let consumers = store.consumers().await.unwrap();
     let listed: Vec<(&str, Checkpoint)> = consumers.iter().map(|c| (c.name.as_str(), c.checkpoint)).collect();
     assert_eq!(listed, [("mailer", Checkpoint::from_parts(0, 3)), ("views", Checkpoint::from_parts(0, 7))]);
+}
+
+/// Each listed consumer says how many events the feed holds after its checkpoint: its lag.
+pub async fn consumers_are_listed_with_the_events_after_their_checkpoints<S>(store: S)
+where
+    S: EventStore + EventFeed + CheckpointStore + Inspect,
+{
+    let written = store.append("cart-1", ExpectedVersion::Exact(0), events(1..=3)).await.unwrap();
+    store.append("order-1", ExpectedVersion::Exact(0), events(1..=2)).await.unwrap();
+    let last = store.append("cart-1", ExpectedVersion::Exact(3), events(4..=4)).await.unwrap();
+    for (name, at) in [("early", &written[1]), ("done", &last[0])] {
+        let at = store.checkpoint_of(at).await.unwrap();
+        let mut transaction = store.begin().await.unwrap();
+        assert!(store.move_checkpoint(&mut transaction, name, None, at).await.unwrap());
+        store.commit(transaction).await.unwrap();
+    }
+    let consumers = store.consumers().await.unwrap();
+    let listed: Vec<(&str, u64)> = consumers.iter().map(|c| (c.name.as_str(), c.behind)).collect();
+    assert_eq!(listed, [("done", 0), ("early", 4)]);
 }
 
 /// The events of one correlation id, across streams, in global order; none for an

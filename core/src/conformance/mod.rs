@@ -135,6 +135,7 @@ macro_rules! inspect_conformance_tests {
         $crate::__conformance_cases!(inspect, $make_store;
             streams_are_listed_by_id_and_category,
             consumers_are_listed_with_their_checkpoints,
+            consumers_are_listed_with_the_events_after_their_checkpoints,
             events_are_found_by_correlation_id,
         );
     };

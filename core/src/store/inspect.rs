@@ -33,6 +33,10 @@ pub struct ConsumerInfo {
     /// its runner's lock, `pid N (application)`); `None` when nobody does or the store
     /// cannot tell.
     pub held_by: Option<String>,
+    /// How many events the feed holds after its checkpoint, of every type (a consumer
+    /// that handles only some types skips the others quickly): its lag in events. A
+    /// blue/green live pointer (`{name}@live`) is listed too; its count means nothing.
+    pub behind: u64,
 }
 
 /// Listings for operators. Not on any hot path: a listing may scan.

@@ -95,7 +95,9 @@ pub enum RebuildError {
         found: u64,
     },
     /// Retiring the generation readers use now is refused.
-    #[error("blue/green `{name}`: generation {generation} is the one readers use; switch to another before retiring it")]
+    #[error(
+        "blue/green `{name}`: generation {generation} is the one readers use; switch to another before retiring it"
+    )]
     RetiringLive {
         /// The projection.
         name: String,
