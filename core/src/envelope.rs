@@ -189,6 +189,22 @@ impl Metadata {
         self.with(Self::IDEMPOTENCY_KEY, key.into())
     }
 
+    /// The key in [`extra`](Self::extra) of the W3C trace context (`00-<trace id>-<span
+    /// id>-<flags>`) of the command that appended the event. With annals' `opentelemetry`
+    /// feature, [`Repository`](crate::Repository) stamps it (and `tracestate`, when not
+    /// empty) unless the metadata has one, and consumers handle the event in a span whose
+    /// parent it is.
+    pub const TRACEPARENT: &'static str = "traceparent";
+
+    /// The key in [`extra`](Self::extra) of the W3C `tracestate` going with
+    /// [`TRACEPARENT`](Self::TRACEPARENT).
+    pub const TRACESTATE: &'static str = "tracestate";
+
+    /// The W3C `traceparent` stored in [`extra`](Self::extra), if any.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.extra.get(Self::TRACEPARENT).and_then(serde_json::Value::as_str)
+    }
+
     /// Adds a free-form key.
     pub fn with(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
         self.extra.insert(key.into(), value.into());

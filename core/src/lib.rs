@@ -83,6 +83,7 @@ pub mod subscription;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod test_kit;
+mod trace_context;
 
 pub use aggregate::{Aggregate, Apply, Decision, Handle};
 pub use envelope::{Envelope, Metadata, NewEvent};

@@ -118,10 +118,10 @@ async fn generation_one(store: &SqliteStore) {
 
 /// One read of the view: (rows, units, lowest generation, highest generation).
 async fn read_view(store: &SqliteStore) -> (i64, i64, i64, i64) {
-    sqlx::query_as(&format!(
+    sqlx::query_as(
         "SELECT count(*), coalesce(sum(units), 0), coalesce(min(generation), 0), coalesce(max(generation), 0)
-         FROM balances"
-    ))
+         FROM balances",
+    )
     .fetch_one(store.pool())
     .await
     .unwrap()

@@ -545,6 +545,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         // Commands on this stream through this repository (and its clones) take turns:
         // they never conflict with each other, only with other processes.
         let _turn = self.queue.turn(&stream).await;
+        // Inside the command's span: its trace context goes into the events' metadata.
+        let metadata = crate::trace_context::stamp(metadata);
         let mut keyed = KeyedIds::from_metadata(&stream, &metadata);
         // Every failed load, send and conflict counts against one policy (attempts and
         // time budget); `decisions` counts how often the command was decided.

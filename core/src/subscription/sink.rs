@@ -106,15 +106,28 @@ pub(crate) async fn project<P: Projection>(
     match &event.damage {
         None => {
             let envelope = &event.envelope;
-            let span = tracing::debug_span!(
-                "annals.handle",
-                projection = P::NAME,
-                event_type = %envelope.event_type,
-                event_id = %envelope.event_id,
-                stream = %envelope.stream_id,
-                version = envelope.stream_version,
-                position = envelope.global_position,
-            );
+            macro_rules! handle_span {
+                ($span:ident) => {
+                    tracing::$span!(
+                        "annals.handle",
+                        projection = P::NAME,
+                        event_type = %envelope.event_type,
+                        event_id = %envelope.event_id,
+                        stream = %envelope.stream_id,
+                        version = envelope.stream_version,
+                        position = envelope.global_position,
+                    )
+                };
+            }
+            // An event that carries its command's trace context is handled in an INFO span
+            // of that trace (feature `opentelemetry`); others in a DEBUG span.
+            let span = if crate::trace_context::carries_parent(&envelope.metadata) {
+                let span = handle_span!(info_span);
+                crate::trace_context::adopt(&span, &envelope.metadata);
+                span
+            } else {
+                handle_span!(debug_span)
+            };
             projection.project(envelope, context).instrument(span).await
         }
         Some(damage) => {
