@@ -7,6 +7,7 @@ use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -32,7 +33,16 @@ pub(crate) async fn layer(mut request: Request, next: Next) -> Response {
         },
     };
     request.extensions_mut().insert(CorrelationId(id));
-    let mut response = next.run(request).await;
+    // The request's span: the root of its trace (OpenTelemetry's HTTP field names).
+    let span = tracing::info_span!(
+        "http.request",
+        http.request.method = %request.method(),
+        url.path = %request.uri().path(),
+        correlation_id = %id,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
     if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
         response.headers_mut().insert(HEADER, value);
     }

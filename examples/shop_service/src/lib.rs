@@ -79,6 +79,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod projections;
 pub mod queries;
+pub mod traces;
 
 use std::future::Future;
 use std::io;

@@ -11,12 +11,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // annals' spans and warnings (a retrying subscription, a held-back feed, a parked
-    // event) on stderr, each line with the request's command span around it.
-    tracing_subscriber::fmt()
-        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
-        .with_writer(std::io::stderr)
-        .init();
+    // annals' warnings (a retrying subscription, a held-back feed, a parked event) on
+    // stderr, and a line per span with its trace: one trace per request.
+    let provider = shop_service::traces::provider(shop_service::traces::SpanLog::new(std::io::stderr()));
+    shop_service::traces::install(&provider);
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
