@@ -8,6 +8,7 @@
 //! annals --url postgres://app@db/app tail --category cart --follow --json
 //! annals --url sqlite://shop.db consumers
 //! annals --url sqlite://shop.db consumers reset cart_summaries
+//! annals --url sqlite://shop.db consumers watch cart_summaries@g2
 //! annals --url sqlite://shop.db dead-letters list cart_summaries
 //! annals --url sqlite://shop.db dead-letters skip cart_summaries 0193...
 //! annals --url sqlite://shop.db migrate

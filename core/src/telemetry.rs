@@ -11,8 +11,16 @@
 //! | `annals.load` | DEBUG | `stream`, then `from_snapshot`, `events`, `version` |
 //! | `annals.append` | DEBUG | `stream`, `events`, `expected_version`, then `first_position`, `last_position` |
 //! | `annals.batch` | DEBUG | `consumer`, `checkpoint`, `events`, `next` |
-//! | `annals.handle` | DEBUG | `projection`, `event_type`, `event_id`, `stream`, `version`, `position` |
+//! | `annals.handle` | DEBUG (INFO when the event carries a trace context, see below) | `projection`, `event_type`, `event_id`, `stream`, `version`, `position` |
 //! | `annals.react` | INFO | `process`, `instance`, `input` (event type, deadline type or `Rejected<Command>`), `trigger` (its id), then `outcome` (`reacted`, `carried_out_again`, `ignored`), `commands` |
+//!
+//! **Trace context** (feature `opentelemetry`, with `tracing-opentelemetry`'s layer in
+//! the subscriber): a command stamps the W3C trace context of its `annals.command` span
+//! into each new event's metadata ([`Metadata::TRACEPARENT`](crate::Metadata::TRACEPARENT),
+//! and `tracestate` when not empty), unless the caller set one; a consumer handles such an
+//! event in an INFO `annals.handle` span whose remote parent it is, so one trace follows a
+//! request through the store into every projection, in this process or another. A
+//! `traceparent` that does not parse is ignored (the span is the DEBUG one, in no trace).
 //!
 //! **Metrics** (`metrics`; Prometheus-style names):
 //!
