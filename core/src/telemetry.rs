@@ -12,6 +12,7 @@
 //! | `annals.append` | DEBUG | `stream`, `events`, `expected_version`, then `first_position`, `last_position` |
 //! | `annals.batch` | DEBUG | `consumer`, `checkpoint`, `events`, `next` |
 //! | `annals.handle` | DEBUG (INFO when the event carries a trace context, see below) | `projection`, `event_type`, `event_id`, `stream`, `version`, `position` |
+//! | `annals.relay` | DEBUG | (annals-nats) one published batch: `messaging.system` (`nats`), `messaging.operation.type` (`send`), `messaging.destination.name` (the JetStream stream), `messaging.batch.message_count`, `after_sequence`, then `last_sequence` |
 //! | `annals.react` | INFO | `process`, `instance`, `input` (event type, deadline type or `Rejected<Command>`), `trigger` (its id), then `outcome` (`reacted`, `carried_out_again`, `ignored`), `commands` |
 //!
 //! **Trace context** (feature `opentelemetry`, with `tracing-opentelemetry`'s layer in
@@ -36,6 +37,7 @@
 //! | `annals_consumer_waits_total` | counter | `consumer` | transient store failures a subscription waited out |
 //! | `annals_parked_events_total` | counter | `consumer` | poison events parked |
 //! | `annals_process_reactions_total` | counter | `process`, `outcome` | inputs a process runner handled: `reacted` (a new reaction recorded), `carried_out_again` (recorded before: a redelivery or a restart), `ignored` (the instance had completed) |
+//! | `annals_relay_published_total` | counter | `stream` | (annals-nats) events a relay stored in the JetStream stream |
 //! | `annals_feed_held_back_seconds` | gauge | `schema` | (annals-postgres) how long the feed's horizon has been held at one running transaction: what its subscribers wait for |
 
 use std::time::Duration;

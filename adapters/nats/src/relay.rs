@@ -27,9 +27,13 @@ use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::headers;
 use crate::subject::subject;
+
+/// The counter of events stored in the JetStream stream, by stream.
+const RELAYED: &str = "annals_relay_published_total";
 
 /// Events read from the feed per batch (and published per pipeline).
 const BATCH: usize = 256;
@@ -165,7 +169,19 @@ impl<F: EventFeed> Relay<F> {
         loop {
             let batch = self.feed.read_feed(after, &Filter::all(), BATCH).await.map_err(transient)?;
             if !batch.events.is_empty() {
-                sequence = self.publish(&batch.events, sequence).await?;
+                let span = tracing::debug_span!(
+                    "annals.relay",
+                    messaging.system = "nats",
+                    messaging.operation.type = "send",
+                    messaging.destination.name = %self.stream,
+                    messaging.batch.message_count = batch.events.len(),
+                    after_sequence = sequence,
+                    last_sequence = tracing::field::Empty,
+                );
+                sequence = self.publish(&batch.events, sequence).instrument(span.clone()).await?;
+                span.record("last_sequence", sequence);
+                metrics::counter!(RELAYED, "stream" => self.stream.clone())
+                    .increment(u64::try_from(batch.events.len()).unwrap_or(u64::MAX));
                 after = batch.events.last().map_or(after, |event| event.checkpoint);
                 self.status.send_replace(RelayStatus::Following { checkpoint: after, sequence });
             }
