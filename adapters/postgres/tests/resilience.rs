@@ -297,7 +297,10 @@ async fn after_every_backend_is_terminated_the_next_command_succeeds_and_followe
     append_some(&store, "before", 0..50).await;
 
     for round in 0..3 {
-        // Fill the pool with idle connections: all of them will be dead.
+        // Fill the pool with idle connections (five held at once, then released, so the
+        // pool holds them however fast the appends run): all of them will be dead.
+        let held = futures::future::try_join_all((0..5).map(|_| store.pool().acquire())).await.unwrap();
+        drop(held);
         futures::future::join_all((0..10).map(|n| {
             let store = store.clone();
             async move { append_some(&store, &format!("warm-{round}"), n..n + 1).await }
