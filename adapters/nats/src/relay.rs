@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::headers;
-use crate::subject::subject;
+use crate::subject::{partitioned_subject, subject, Partitions};
 
 /// The counter of events stored in the JetStream stream, by stream.
 const RELAYED: &str = "annals_relay_published_total";
@@ -116,6 +116,7 @@ pub struct Relay<F> {
     jetstream: jetstream::Context,
     stream: String,
     prefix: String,
+    partitions: Option<Partitions>,
     status: watch::Sender<RelayStatus>,
 }
 
@@ -129,8 +130,20 @@ impl<F: EventFeed> Relay<F> {
             jetstream: jetstream::new(client),
             stream: stream.into(),
             prefix: prefix.into(),
+            partitions: None,
             status: watch::channel(RelayStatus::Starting).0,
         }
+    }
+
+    /// Spreads streams over `partitions`: subjects become
+    /// `{prefix}.{partition}.{category}.{stream id}`
+    /// ([`partitioned_subject`](crate::subject::partitioned_subject)), so N consumers, each
+    /// bound to one partition, share the load while every stream stays in order in one.
+    /// Decide before the first event is relayed: a stream's partition is part of its
+    /// subjects.
+    pub fn partitions(mut self, partitions: Partitions) -> Self {
+        self.partitions = Some(partitions);
+        self
     }
 
     /// What the relay is doing now, updated as it goes.
@@ -226,7 +239,10 @@ impl<F: EventFeed> Relay<F> {
             let body = serde_json::to_vec(&event.envelope)
                 .map_err(|source| Failure::Fatal(RelayError::Encode { event_id: event.envelope.event_id, source }))?;
             let headers = headers::of(event, last.saturating_add(offset));
-            let subject = subject(&self.prefix, &event.envelope.stream_id);
+            let subject = match self.partitions {
+                Some(partitions) => partitioned_subject(&self.prefix, partitions, &event.envelope.stream_id),
+                None => subject(&self.prefix, &event.envelope.stream_id),
+            };
             let ack =
                 self.jetstream.publish_with_headers(subject, headers, Bytes::from(body)).await.map_err(transient)?;
             acks.push(ack);

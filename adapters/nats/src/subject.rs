@@ -14,6 +14,44 @@ pub fn subject(prefix: &str, stream_id: &str) -> String {
     format!("{prefix}.{}.{}", token(category), token(stream_id))
 }
 
+/// How many partitions a [`Relay`](crate::Relay) spreads streams over: each stream goes
+/// to partition `fnv1a64(stream id) % count`, so all of its events stay in one partition,
+/// in order, and a consumer bound to a partition
+/// ([`JetStreamFeed::partition`](crate::JetStreamFeed::partition)) sees whole streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partitions(std::num::NonZeroU32);
+
+impl Partitions {
+    /// `count` partitions; `None` for 0.
+    pub fn new(count: u32) -> Option<Self> {
+        std::num::NonZeroU32::new(count).map(Partitions)
+    }
+
+    /// How many there are.
+    pub fn count(self) -> u32 {
+        self.0.get()
+    }
+
+    /// The partition of `stream_id`, from 0. The hash (64-bit FNV-1a of the id's UTF-8
+    /// bytes) is fixed: changing it would move streams between partitions.
+    pub fn of(self, stream_id: &str) -> u32 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in stream_id.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        // The remainder is below the count, a u32.
+        u32::try_from(hash % u64::from(self.0.get())).unwrap_or(0)
+    }
+}
+
+/// The subject of an event of `stream_id` under `prefix` when the relay writes
+/// `partitions`: `{prefix}.{partition}.{category}.{stream}`.
+pub fn partitioned_subject(prefix: &str, partitions: Partitions, stream_id: &str) -> String {
+    let category = stream_id.split_once('-').map_or("", |(category, _)| category);
+    format!("{prefix}.{}.{}.{}", partitions.of(stream_id), token(category), token(stream_id))
+}
+
 /// The subject token of `text`.
 pub fn token(text: &str) -> String {
     let plain = !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
@@ -34,6 +72,20 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partitions_are_stable_and_spread_streams() {
+        let three = Partitions::new(3).unwrap();
+        assert_eq!(Partitions::new(0), None);
+        // Fixed values: a change of the hash would move streams between partitions.
+        assert_eq!([three.of("cart-1"), three.of("cart-2"), three.of("a.b"), three.of("")], [0, 0, 0, 2]);
+        let counts = (0..3000).fold([0u32; 3], |mut counts, n| {
+            counts[usize::try_from(three.of(&format!("cart-{n}"))).unwrap()] += 1;
+            counts
+        });
+        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+        assert_eq!(partitioned_subject("shop", three, "cart-1"), "shop.0.cart.cart-1");
+    }
 
     #[test]
     fn plain_ids_stay_readable_and_hostile_ones_are_encoded_without_collisions() {

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests report failure by panicking")]
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use annals::store::{Checkpoint, EventFeed, Filter};
 use annals::{EventStore, ExpectedVersion, NewEvent};
@@ -13,35 +13,9 @@ use annals_nats::testing::Server;
 use annals_nats::{headers, subject, Relay};
 use async_nats::jetstream;
 use serde_json::json;
+use support::{append, name, prefix, wait_for, IDS};
 
-/// A JetStream stream name of its own for each test run (a shared `NATS_URL` server keeps
-/// streams between runs).
-fn name(base: &str) -> String {
-    format!("{base}_{}", uuid::Uuid::now_v7().simple())
-}
-
-/// The subject prefix of the relay into JetStream stream `name` (streams on one server
-/// may not share subjects).
-fn prefix(name: &str) -> String {
-    name.to_lowercase()
-}
-
-/// Stream ids a subject cannot carry as they are, and plain ones.
-const IDS: [&str; 10] = ["cart-1", "cart-2", "a.b", "a b", "*", ">", "ünï-1", "order-x.y", "order-x y", "~61"];
-
-/// Appends `per_stream` events to each of [`IDS`], interleaved; returns the event ids in
-/// commit order.
-async fn append(store: &MemoryStore, per_stream: u64) -> Vec<String> {
-    let mut ids = Vec::new();
-    for n in 1..=per_stream {
-        for stream in IDS {
-            let event = NewEvent::new("test.happened", 1, json!({ "n": n, "stream": stream }));
-            let stored = store.append(stream, ExpectedVersion::Exact(n - 1), vec![event]).await.unwrap();
-            ids.push(stored[0].event_id.to_string());
-        }
-    }
-    ids
-}
+mod support;
 
 /// Every message of JetStream stream `name`: (subject, event id, checkpoint), in sequence order.
 async fn messages(client: &async_nats::Client, name: &str) -> Vec<(String, String, Checkpoint)> {
@@ -58,20 +32,6 @@ async fn messages(client: &async_nats::Client, name: &str) -> Vec<(String, Strin
         ));
     }
     found
-}
-
-/// Waits until JetStream stream `name` holds `count` messages.
-async fn wait_for(client: &async_nats::Client, name: &str, count: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(stream) = jetstream::new(client.clone()).get_stream(name).await {
-            if stream.get_info().await.is_ok_and(|info| info.state.messages >= count) {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "JetStream stream `{name}` did not reach {count} messages");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// What the relay must have published: each event once, in commit order, on its subject.
