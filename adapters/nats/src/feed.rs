@@ -47,6 +47,15 @@ use crate::subject::{token, Partitions};
 /// the feed acknowledges only when the next read starts (redeliveries are skipped anyway).
 const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// How long the server may take to answer a fetch with what it has.
+const FETCH_EXPIRES: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a fetch may take before the feed gives up on it and opens the consumer again.
+const FETCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long fetches may come back empty before the feed asks whether it is stuck.
+const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The events of JetStream stream `stream` (written by a [`Relay`](crate::Relay) with
 /// subject prefix `prefix`), as an [`EventFeed`] whose checkpoints are stream sequences.
 /// See the [module docs](self).
@@ -105,6 +114,8 @@ struct Reader {
     served_after: u64,
     /// The highest sequence fetched.
     fetched_up_to: u64,
+    /// Since when fetches have come back empty, when they have.
+    empty_since: Option<std::time::Instant>,
 }
 
 impl JetStreamFeed {
@@ -188,6 +199,68 @@ impl JetStreamFeed {
         stream.create_consumer(config).await.map_err(|e| self.unavailable("creating the consumer", e))
     }
 
+    /// After fetches have come back empty for [`STUCK_AFTER`], asks the server whether the
+    /// consumer has messages pending; if it has, the consumer is opened again at the
+    /// checkpoint on the next read. (Seen on a 2.9 cluster after its leader's node was
+    /// killed: the consumer's new leader answered every fetch with nothing, with
+    /// thousands of messages pending, until it was opened again.)
+    async fn check_stuck(&self, reader: &mut Reader) {
+        let since = *reader.empty_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < STUCK_AFTER {
+            return;
+        }
+        reader.empty_since = None;
+        let pending = match reader.consumer.as_mut() {
+            Some(consumer) => consumer.info().await.map(|info| info.num_pending).unwrap_or(0),
+            None => 0,
+        };
+        if pending > 0 {
+            tracing::warn!(
+                stream = %self.stream,
+                consumer = %self.durable,
+                pending,
+                "the JetStream consumer delivers nothing although messages are pending; opening it again"
+            );
+            reader.consumer = None;
+            reader.buffer.clear();
+        }
+    }
+
+    /// Fetches up to `wanted` messages after those fetched before into the buffer;
+    /// returns how many the server sent.
+    async fn fetch(&self, reader: &mut Reader, wanted: usize) -> Result<usize, StoreError> {
+        let consumer = reader.consumer.as_ref().ok_or_else(|| self.invalid(reader.fetched_up_to))?;
+        let mut batch = consumer
+            .fetch()
+            .max_messages(wanted)
+            .expires(FETCH_EXPIRES)
+            .messages()
+            .await
+            .map_err(|e| self.unavailable("fetching from the consumer", e))?;
+        let mut got = 0;
+        // A pull request whose answer never comes (the consumer's leader was on a node
+        // that stopped) must not hold the feed: the fetch gets a deadline of its own.
+        let deadline = tokio::time::Instant::now() + FETCH_DEADLINE;
+        loop {
+            let next = match tokio::time::timeout_at(deadline, batch.next()).await {
+                Ok(next) => next,
+                Err(_) if got > 0 => break,
+                Err(_) => return Err(self.unavailable("fetching (no answer in time) from the consumer", "timed out")),
+            };
+            let Some(message) = next else { break };
+            let message = message.map_err(|e| self.unavailable("fetching from the consumer", e))?;
+            got += 1;
+            let sequence =
+                message.info().map_err(|e| self.unavailable("reading a message's sequence from", e))?.stream_sequence;
+            // A redelivery of something fetched before: the buffer has it, or it is processed.
+            if sequence > reader.fetched_up_to {
+                reader.fetched_up_to = sequence;
+                reader.buffer.push_back((sequence, message));
+            }
+        }
+        Ok(got)
+    }
+
     fn unavailable(&self, what: &str, error: impl std::fmt::Display) -> StoreError {
         StoreError::Unavailable {
             operation: format!("{what} `{}` of JetStream stream `{}`", self.durable, self.stream),
@@ -232,26 +305,19 @@ impl EventFeed for JetStreamFeed {
         let mut fetched_full = false;
         if reader.buffer.len() < limit {
             let wanted = limit - reader.buffer.len();
-            let consumer = reader.consumer.as_ref().ok_or_else(|| self.invalid(after))?;
-            let mut batch = consumer
-                .fetch()
-                .max_messages(wanted)
-                .messages()
-                .await
-                .map_err(|e| self.unavailable("fetching from the consumer", e))?;
-            let mut got = 0;
-            while let Some(message) = batch.next().await {
-                let message = message.map_err(|e| self.unavailable("fetching from the consumer", e))?;
-                got += 1;
-                let sequence =
-                    message.info().map_err(|e| self.unavailable("reading a message's sequence", e))?.stream_sequence;
-                // A redelivery of something fetched before: the buffer has it, or it is processed.
-                if sequence > reader.fetched_up_to {
-                    reader.fetched_up_to = sequence;
-                    reader.buffer.push_back((sequence, message));
+            match self.fetch(reader, wanted).await {
+                Ok(0) => self.check_stuck(reader).await,
+                Ok(got) => {
+                    reader.empty_since = None;
+                    fetched_full = got >= wanted;
+                }
+                Err(error) => {
+                    // A lost connection, a consumer whose leader moved (a cluster node
+                    // stopped): open the consumer again at the checkpoint on the next read.
+                    reader.consumer = None;
+                    return Err(error);
                 }
             }
-            fetched_full = got >= wanted;
         }
         let mut events = Vec::new();
         let mut next = after;

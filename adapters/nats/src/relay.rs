@@ -117,6 +117,7 @@ pub struct Relay<F> {
     stream: String,
     prefix: String,
     partitions: Option<Partitions>,
+    replicas: usize,
     status: watch::Sender<RelayStatus>,
 }
 
@@ -131,8 +132,16 @@ impl<F: EventFeed> Relay<F> {
             stream: stream.into(),
             prefix: prefix.into(),
             partitions: None,
+            replicas: 1,
             status: watch::channel(RelayStatus::Starting).0,
         }
+    }
+
+    /// Creates the JetStream stream (when it does not exist yet) with `replicas` copies on
+    /// a cluster (3: one node can fail without losing a message or stopping the relay).
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas.max(1);
+        self
     }
 
     /// Spreads streams over `partitions`: subjects become
@@ -214,6 +223,7 @@ impl<F: EventFeed> Relay<F> {
         let config = stream::Config {
             name: self.stream.clone(),
             subjects: vec![format!("{}.>", self.prefix)],
+            num_replicas: self.replicas,
             ..Default::default()
         };
         let stream = self.jetstream.get_or_create_stream(config).await.map_err(transient)?;
