@@ -1,33 +1,6 @@
 //! [`JetStreamFeed`]: a relay's JetStream stream, read in another service as an annals
 //! [`EventFeed`], so that the projections, handlers and process managers of that service
 //! consume another service's events with the code that consumes local ones.
-//!
-//! **Exactly once in the read model.** A feed checkpoint here is a JetStream *stream
-//! sequence* (`0:{sequence}`). Fed to [`ExactlyOnce`](annals::subscription::ExactlyOnce)
-//! over the consuming service's own store, it is stored in the transaction that writes the
-//! read model, so the read model and the sequence it reflects commit together; a message
-//! at or below it is never applied again, whatever JetStream redelivers.
-//!
-//! **The consumer follows the checkpoint, not the other way round.** The feed reads
-//! through a durable pull consumer (explicit acknowledgement of everything up to a
-//! sequence, `AckPolicy::All`), named after the annals consumer, so `nats consumer info`
-//! shows what is pending. It acknowledges a sequence once a read starts after it (the
-//! consumer has processed it); acknowledgements only keep JetStream's view tidy. Whenever
-//! the read asks for something else than what the durable consumer would deliver next (a
-//! restart whose read model is older than the consumer's acknowledgements, e.g. restored
-//! from a backup, or a batch retried after a failed commit), the durable consumer is
-//! created again at the sequence after the checkpoint: nothing is skipped, nothing applied
-//! twice.
-//!
-//! **Poison messages** are events like any other: a body that is not an annals envelope
-//! is handed out as a damaged event (its sequence, subject and headers say which), and a
-//! consumer stops at it or parks it as its [`PoisonPolicy`](annals::subscription::PoisonPolicy)
-//! says, in its own store. Nothing is redelivered forever.
-//!
-//! **Partitions.** With [`Relay::partitions`](crate::Relay::partitions) the subject
-//! carries a partition token; [`JetStreamFeed::partition`] binds a feed to one, so N
-//! instances of a service (each with its own consumer name and checkpoint per partition)
-//! share the load while every stream stays in one partition, in order.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -58,7 +31,33 @@ const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The events of JetStream stream `stream` (written by a [`Relay`](crate::Relay) with
 /// subject prefix `prefix`), as an [`EventFeed`] whose checkpoints are stream sequences.
-/// See the [module docs](self).
+///
+/// **Exactly once in the read model.** A feed checkpoint here is a JetStream *stream
+/// sequence* (`0:{sequence}`). Fed to [`ExactlyOnce`](annals::subscription::ExactlyOnce)
+/// over the consuming service's own store, it is stored in the transaction that writes the
+/// read model, so the read model and the sequence it reflects commit together; a message
+/// at or below it is never applied again, whatever JetStream redelivers.
+///
+/// **The consumer follows the checkpoint, not the other way round.** The feed reads
+/// through a durable pull consumer (explicit acknowledgement of everything up to a
+/// sequence, `AckPolicy::All`), named after the annals consumer, so `nats consumer info`
+/// shows what is pending. It acknowledges a sequence once a read starts after it (the
+/// consumer has processed it); acknowledgements only keep JetStream's view tidy. Whenever
+/// the read asks for something else than what the durable consumer would deliver next (a
+/// restart whose read model is older than the consumer's acknowledgements, e.g. restored
+/// from a backup, or a batch retried after a failed commit), the durable consumer is
+/// created again at the sequence after the checkpoint: nothing is skipped, nothing applied
+/// twice.
+///
+/// **Poison messages** are events like any other: a body that is not an annals envelope
+/// is handed out as a damaged event (its sequence, subject and headers say which), and a
+/// consumer stops at it or parks it as its [`PoisonPolicy`](annals::subscription::PoisonPolicy)
+/// says, in its own store. Nothing is redelivered forever.
+///
+/// **Partitions.** With [`Relay::partitions`](crate::Relay::partitions) the subject
+/// carries a partition token; [`JetStreamFeed::partition`] binds a feed to one, so N
+/// instances of a service (each with its own consumer name and checkpoint per partition)
+/// share the load while every stream stays in one partition, in order.
 ///
 /// ```no_run
 /// use annals::prelude::*;

@@ -79,6 +79,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod projections;
 pub mod queries;
+pub mod shipments;
 pub mod traces;
 
 use std::future::Future;
@@ -120,11 +121,18 @@ pub struct Service<S> {
     pub read: ReadModels,
     /// The independent consumer's outbox.
     pub outbox: InMemoryProjection<Outbox>,
+    /// Each order's shipment, from the fulfillment service (with NATS).
+    pub shipments: InMemoryProjection<shipments::Shipments>,
 }
 
 impl<S: Clone> Clone for Service<S> {
     fn clone(&self) -> Self {
-        Service { carts: self.carts.clone(), read: self.read.clone(), outbox: self.outbox.clone() }
+        Service {
+            carts: self.carts.clone(),
+            read: self.read.clone(),
+            outbox: self.outbox.clone(),
+            shipments: self.shipments.clone(),
+        }
     }
 }
 
@@ -136,6 +144,7 @@ impl<S: ServiceStore> Service<S> {
             carts: Repository::new(store),
             read: ReadModels::default(),
             outbox: InMemoryProjection::new(Outbox::default()),
+            shipments: InMemoryProjection::new(shipments::Shipments::default()),
         }
     }
 
@@ -203,6 +212,7 @@ where
 /// | `GET /products/best-sellers?limit=N&min_position=P` | read (`BestSellers`) |
 /// | `GET /notifications` | notification consumer |
 /// | `GET /orders/{id}` | the fulfillment workflow of a checked-out cart |
+/// | `GET /orders/{id}/shipment` | the fulfillment service's shipment of the order (with NATS) |
 /// | `GET /metrics` | operations: metrics in Prometheus' text format |
 pub fn app<S: ServiceStore>(service: &Service<S>) -> Router {
     let write = Router::new()
@@ -215,6 +225,7 @@ pub fn app<S: ServiceStore>(service: &Service<S>) -> Router {
         .merge(queries::router(service.read.clone()))
         .merge(notifications::router(service.outbox.clone()))
         .merge(fulfillment::router(service.carts.store().clone()))
+        .merge(shipments::router(service.shipments.clone()))
         .merge(metrics::router())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn(correlation::layer))
@@ -253,20 +264,28 @@ impl Drop for Running {
 /// Starts the service on `store`: the consumers, and the HTTP server on `addr`
 /// (`127.0.0.1:0` for a free port; see [`Running::addr`]).
 pub async fn start<S: ServiceStore>(store: S, addr: SocketAddr) -> io::Result<Running> {
-    start_with_shutdown(store, addr, std::future::pending()).await
+    start_with_shutdown(store, addr, None, std::future::pending()).await
 }
 
 /// Like [`start`], with graceful shutdown when `shutdown` completes (the server stops
 /// accepting, finishes in-flight requests and [`Running::wait`] returns).
+///
+/// With `nats` (a client of a NATS server with JetStream), the service also relays its
+/// events to JetStream stream `SHOP` and consumes the fulfillment service's shipments
+/// ([`shipments`]).
 pub async fn start_with_shutdown<S: ServiceStore>(
     store: S,
     addr: SocketAddr,
+    nats: Option<async_nats::Client>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<Running> {
     // The recorder first, so that it counts from the first command on.
     metrics::handle();
     let service = Service::new(store);
-    let consumers = service.spawn_consumers();
+    let mut consumers = service.spawn_consumers();
+    if let Some(client) = nats {
+        consumers.tasks.extend(shipments::spawn(service.carts.store().clone(), client, service.shipments.clone()));
+    }
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let router = app(&service);

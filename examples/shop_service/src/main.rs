@@ -66,8 +66,14 @@ async fn postgres(_url: &str) -> Result<annals_memory::MemoryStore, BoxError> {
 }
 
 async fn serve<S: ServiceStore>(store: S, addr: SocketAddr, store_name: &str) -> Result<(), BoxError> {
-    let running = shop_service::start_with_shutdown(store, addr, shutdown_signal()).await?;
-    println!("shop-service: listening on {} with {store_name}; Ctrl-C or SIGTERM stops it", running.url());
+    // With NATS_URL: events to JetStream, shipments back from the fulfillment service.
+    let nats = match std::env::var("NATS_URL").ok().filter(|url| !url.trim().is_empty()) {
+        Some(url) => Some(async_nats::connect(&url).await.map_err(|e| format!("cannot reach NATS at {url}: {e}"))?),
+        None => None,
+    };
+    let between = if nats.is_some() { ", relaying to NATS" } else { "" };
+    let running = shop_service::start_with_shutdown(store, addr, nats, shutdown_signal()).await?;
+    println!("shop-service: listening on {} with {store_name}{between}; Ctrl-C or SIGTERM stops it", running.url());
     running.wait().await?;
     println!("shop-service: stopped");
     Ok(())
