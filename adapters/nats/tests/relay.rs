@@ -77,17 +77,17 @@ async fn a_relay_killed_mid_stream_and_restarted_publishes_nothing_twice() {
     let client = server.connect().await.unwrap();
     let store = MemoryStore::new();
     let relay_killed = &name("RELAY_KILLED");
-    let ids = append(&store, 300).await; // 3,000 events
+    let ids = append(&store, 1_000).await; // 10,000 events
     for round in 0..3 {
         let running =
             tokio::spawn(Relay::new(store.clone(), client.clone(), relay_killed.as_str(), prefix(relay_killed)).run());
-        wait_for(&client, relay_killed, 500 * (round + 1)).await;
+        wait_for(&client, relay_killed, 2_000 * (round + 1)).await;
         running.abort(); // mid-batch, acknowledgements in flight
         let _ = running.await;
     }
     let running =
         tokio::spawn(Relay::new(store.clone(), client.clone(), relay_killed.as_str(), prefix(relay_killed)).run());
-    wait_for(&client, relay_killed, 3_000).await;
+    wait_for(&client, relay_killed, 10_000).await;
     running.abort();
     assert_exactly_once_in_order(&client, relay_killed, &store, &ids).await;
 }
