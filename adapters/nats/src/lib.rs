@@ -19,6 +19,7 @@
 
 mod feed;
 pub mod headers;
+mod lease;
 mod relay;
 pub mod subject;
 #[cfg(feature = "testing")]

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::headers;
+use crate::lease::{Lease, Taken};
 use crate::subject::{partitioned_subject, subject, Partitions};
 
 /// The counter of events stored in the JetStream stream, by stream.
@@ -53,6 +54,12 @@ pub enum RelayStatus {
         checkpoint: Checkpoint,
         /// The JetStream stream's last sequence.
         sequence: u64,
+    },
+    /// Standing by: another relay of the same stream holds the lease
+    /// ([`Relay::standby`]); this one takes over if that one stops renewing it.
+    Standby {
+        /// The id of the relay that holds it.
+        holder: String,
     },
     /// Waiting out a failure before resuming.
     Retrying {
@@ -118,6 +125,8 @@ pub struct Relay<F> {
     prefix: String,
     partitions: Option<Partitions>,
     replicas: usize,
+    /// With a lease: how long, and this relay's id.
+    lease: Option<(Duration, String)>,
     status: watch::Sender<RelayStatus>,
 }
 
@@ -133,8 +142,20 @@ impl<F: EventFeed> Relay<F> {
             prefix: prefix.into(),
             partitions: None,
             replicas: 1,
+            lease: None,
             status: watch::channel(RelayStatus::Starting).0,
         }
+    }
+
+    /// One active relay among several: the relay publishes only while it holds the
+    /// stream's lease (a key in JetStream bucket `ANNALS_RELAY_LEASES` that lives `lease`
+    /// unless renewed, renewed every third of it); the others show
+    /// [`RelayStatus::Standby`] and read nothing, and one of them takes over within
+    /// `lease` of the holder's end. Safety does not depend on it: every publish is fenced
+    /// anyway. `id` names this relay in the others' status (a host name, a pod name).
+    pub fn standby(mut self, lease: Duration, id: impl Into<String>) -> Self {
+        self.lease = Some((lease.max(Duration::from_millis(300)), id.into()));
+        self
     }
 
     /// Creates the JetStream stream (when it does not exist yet) with `replicas` copies on
@@ -166,7 +187,11 @@ impl<F: EventFeed> Relay<F> {
         let mut tries = RetryPolicy::forever().start();
         let mut failures = 0u32;
         loop {
-            match self.follow(&mut failures).await {
+            let attempt = match &self.lease {
+                None => self.follow(&mut failures).await,
+                Some((duration, id)) => self.follow_holding(*duration, id, &mut failures).await,
+            };
+            match attempt {
                 Ok(()) => return Ok(()),
                 Err(Failure::Fatal(error)) => return Err(error),
                 Err(Failure::Transient(reason)) => {
@@ -179,6 +204,28 @@ impl<F: EventFeed> Relay<F> {
                     tokio::time::sleep(wait).await;
                 }
             }
+        }
+    }
+
+    /// With a lease: stands by until this relay holds it, then follows while it keeps it.
+    async fn follow_holding(&self, duration: Duration, id: &str, failures: &mut u32) -> Result<(), Failure> {
+        let lease = loop {
+            match Lease::take(&self.jetstream, &self.stream, id, duration, self.replicas).await {
+                Ok(Taken::Held(lease)) => break lease,
+                Ok(Taken::ByOther(holder)) => {
+                    if !matches!(&*self.status.borrow(), RelayStatus::Standby { holder: h } if *h == holder) {
+                        tracing::info!(stream = %self.stream, %holder, "another relay holds the lease; standing by");
+                    }
+                    self.status.send_replace(RelayStatus::Standby { holder });
+                    tokio::time::sleep(duration / 3).await;
+                }
+                Err(reason) => return Err(Failure::Transient(reason)),
+            }
+        };
+        tracing::info!(stream = %self.stream, relay = %id, "holding the relay lease; publishing");
+        tokio::select! {
+            lost = lease.keep() => Err(Failure::Transient(lost)),
+            followed = self.follow(failures) => followed,
         }
     }
 

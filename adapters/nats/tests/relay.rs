@@ -4,13 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests report failure by panicking")]
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use annals::store::{Checkpoint, EventFeed, Filter};
 use annals::{EventStore, ExpectedVersion, NewEvent};
 use annals_memory::MemoryStore;
 use annals_nats::testing::Server;
-use annals_nats::{headers, subject, Relay};
+use annals_nats::{headers, subject, Relay, RelayStatus};
 use async_nats::jetstream;
 use serde_json::json;
 use support::{append, name, prefix, wait_for, IDS};
@@ -125,4 +125,46 @@ async fn a_nats_outage_mid_stream_is_ridden_through() {
     assert!(!running.is_finished(), "the relay never exits on an outage");
     running.abort();
     assert_exactly_once_in_order(&client, relay_outage, &store, &ids).await;
+}
+
+/// Two relays with a lease: one publishes, the other stands by and reads nothing; when
+/// the active one dies, the standby takes over within the lease; every event once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_relay_takes_over_when_the_active_one_dies() {
+    let server = Server::start().await.unwrap();
+    let client = server.connect().await.unwrap();
+    let store = MemoryStore::new();
+    let relay_leased = &name("RELAY_LEASED");
+    let mut ids = append(&store, 100).await; // 1,000 events
+    let lease = Duration::from_secs(1);
+    let relay = |id: &str| {
+        Relay::new(store.clone(), client.clone(), relay_leased.as_str(), prefix(relay_leased)).standby(lease, id)
+    };
+    let first = relay("first");
+    let first_status = first.status();
+    let first = tokio::spawn(first.run());
+    wait_for(&client, relay_leased, 1).await;
+    let second = relay("second");
+    let second_status = second.status();
+    let second = tokio::spawn(second.run());
+    wait_for(&client, relay_leased, 1_000).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(matches!(*first_status.borrow(), RelayStatus::Following { .. }), "{:?}", *first_status.borrow());
+    assert_eq!(*second_status.borrow(), RelayStatus::Standby { holder: "first".to_owned() });
+
+    first.abort(); // the active relay dies; its lease is not renewed
+    let died = Instant::now();
+    for n in 0..200u64 {
+        let event = NewEvent::new("test.happened", 1, json!({ "late": n }));
+        let stored = store.append("cart-1", ExpectedVersion::Exact(100 + n), vec![event]).await.unwrap();
+        ids.push(stored[0].event_id.to_string());
+    }
+    wait_for(&client, relay_leased, 1_200).await;
+    println!(
+        "the standby took over and published the rest {:.1} s after the active relay died",
+        died.elapsed().as_secs_f64()
+    );
+    assert!(matches!(*second_status.borrow(), RelayStatus::Following { .. }), "{:?}", *second_status.borrow());
+    assert_exactly_once_in_order(&client, relay_leased, &store, &ids).await;
+    second.abort();
 }
