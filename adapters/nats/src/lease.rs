@@ -26,7 +26,7 @@ pub(crate) struct Lease {
 /// What trying to take a lease found.
 pub(crate) enum Taken {
     /// This relay holds it now.
-    Held(Lease),
+    Held(Box<Lease>),
     /// Another relay holds it: its id.
     ByOther(String),
 }
@@ -64,7 +64,9 @@ impl Lease {
         };
         let key = key_of(stream);
         match store.create(&key, Bytes::from(holder.to_owned())).await {
-            Ok(revision) => Ok(Taken::Held(Lease { store, key, holder: holder.to_owned(), revision, duration })),
+            Ok(revision) => {
+                Ok(Taken::Held(Box::new(Lease { store, key, holder: holder.to_owned(), revision, duration })))
+            }
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 let other = match store.get(&key).await {
                     Ok(Some(value)) => String::from_utf8_lossy(&value).into_owned(),
