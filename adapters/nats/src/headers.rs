@@ -26,13 +26,19 @@ pub const POSITION: &str = "Annals-Position";
 /// The event's checkpoint in the source store's feed (`major:minor`): where a relay
 /// resumes after the last message the JetStream stream holds.
 pub const CHECKPOINT: &str = "Annals-Checkpoint";
+/// `true` on the last event of each committed transaction, where the source store's
+/// checkpoints tell transactions apart (PostgreSQL: its checkpoint's first part is the
+/// transaction); absent otherwise. A consumer that applies whole transactions at once
+/// waits for it.
+pub const COMMIT_END: &str = "Annals-Commit-End";
 /// The event's correlation id, when it has one.
 pub const CORRELATION_ID: &str = "Annals-Correlation-Id";
 /// The event's causation id, when it has one.
 pub const CAUSATION_ID: &str = "Annals-Causation-Id";
 
-/// The headers of `event`, published after JetStream sequence `last_sequence`.
-pub(crate) fn of(event: &FeedEvent, last_sequence: u64) -> HeaderMap {
+/// The headers of `event`, published after JetStream sequence `last_sequence`; with
+/// `commit_end`, marked as the last event of its transaction.
+pub(crate) fn of(event: &FeedEvent, last_sequence: u64, commit_end: bool) -> HeaderMap {
     let envelope = &event.envelope;
     let mut headers = HeaderMap::new();
     headers.insert(MSG_ID, envelope.event_id.to_string().as_str());
@@ -43,6 +49,9 @@ pub(crate) fn of(event: &FeedEvent, last_sequence: u64) -> HeaderMap {
     headers.insert(STREAM_VERSION, envelope.stream_version.to_string().as_str());
     headers.insert(POSITION, envelope.global_position.to_string().as_str());
     headers.insert(CHECKPOINT, event.checkpoint.to_string().as_str());
+    if commit_end {
+        headers.insert(COMMIT_END, "true");
+    }
     if let Some(id) = envelope.metadata.correlation_id {
         headers.insert(CORRELATION_ID, id.to_string().as_str());
     }

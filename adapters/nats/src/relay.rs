@@ -237,21 +237,23 @@ impl<F: EventFeed> Relay<F> {
         self.status.send_replace(RelayStatus::Following { checkpoint: after, sequence });
         loop {
             let batch = self.feed.read_feed(after, &Filter::all(), BATCH).await.map_err(transient)?;
-            if !batch.events.is_empty() {
+            let (count, ends) = whole_transactions(&batch.events, batch.more);
+            let events = batch.events.get(..count).unwrap_or(&batch.events);
+            if !events.is_empty() {
                 let span = tracing::debug_span!(
                     "annals.relay",
                     messaging.system = "nats",
                     messaging.operation.type = "send",
                     messaging.destination.name = %self.stream,
-                    messaging.batch.message_count = batch.events.len(),
+                    messaging.batch.message_count = events.len(),
                     after_sequence = sequence,
                     last_sequence = tracing::field::Empty,
                 );
-                sequence = self.publish(&batch.events, sequence).instrument(span.clone()).await?;
+                sequence = self.publish(events, &ends, sequence).instrument(span.clone()).await?;
                 span.record("last_sequence", sequence);
                 metrics::counter!(RELAYED, "stream" => self.stream.clone())
-                    .increment(u64::try_from(batch.events.len()).unwrap_or(u64::MAX));
-                after = batch.events.last().map_or(after, |event| event.checkpoint);
+                    .increment(u64::try_from(events.len()).unwrap_or(u64::MAX));
+                after = events.last().map_or(after, |event| event.checkpoint);
                 self.status.send_replace(RelayStatus::Following { checkpoint: after, sequence });
             }
             if *failures > 0 {
@@ -290,12 +292,13 @@ impl<F: EventFeed> Relay<F> {
 
     /// Publishes `events` after stream sequence `last`, pipelined, each fenced on the
     /// sequence before it; returns the new last sequence.
-    async fn publish(&self, events: &[FeedEvent], mut last: u64) -> Result<u64, Failure> {
+    async fn publish(&self, events: &[FeedEvent], ends: &[bool], mut last: u64) -> Result<u64, Failure> {
         let mut acks = Vec::with_capacity(events.len());
         for (offset, event) in (0u64..).zip(events) {
             let body = serde_json::to_vec(&event.envelope)
                 .map_err(|source| Failure::Fatal(RelayError::Encode { event_id: event.envelope.event_id, source }))?;
-            let headers = headers::of(event, last.saturating_add(offset));
+            let end = usize::try_from(offset).ok().and_then(|i| ends.get(i)).copied().unwrap_or(false);
+            let headers = headers::of(event, last.saturating_add(offset), end);
             let subject = match self.partitions {
                 Some(partitions) => partitioned_subject(&self.prefix, partitions, &event.envelope.stream_id),
                 None => subject(&self.prefix, &event.envelope.stream_id),
@@ -318,6 +321,41 @@ impl<F: EventFeed> Relay<F> {
         }
         Ok(last)
     }
+}
+
+/// How many of a feed batch's `events` to publish now, and which of them end their
+/// transaction. Only checkpoints with a transaction part (not 0) tell transactions apart:
+/// an event ends its transaction when the next one belongs to another, or when it is the
+/// last readable one (`!more`: a transaction's events become readable together). When
+/// more may follow, the batch's trailing transaction is held back for the next read, so
+/// its end is known then; a transaction that fills the whole batch is published
+/// unmarked up to there (its end is marked in a later batch, unless it ends exactly at the
+/// batch's end).
+fn whole_transactions(events: &[FeedEvent], more: bool) -> (usize, Vec<bool>) {
+    let major = |i: usize| events.get(i).map(|e| e.checkpoint.parts().0);
+    let count = match (more, events.last()) {
+        (true, Some(last)) if last.checkpoint.parts().0 != 0 => {
+            let open = last.checkpoint.parts().0;
+            let trailing = events.iter().rev().take_while(|e| e.checkpoint.parts().0 == open).count();
+            if trailing < events.len() {
+                events.len() - trailing
+            } else {
+                events.len()
+            }
+        }
+        _ => events.len(),
+    };
+    let ends = (0..count)
+        .map(|i| {
+            let this = major(i).unwrap_or(0);
+            this != 0
+                && match major(i + 1) {
+                    Some(next) => next != this,
+                    None => !more,
+                }
+        })
+        .collect();
+    (count, ends)
 }
 
 fn transient(error: impl std::fmt::Display) -> Failure {

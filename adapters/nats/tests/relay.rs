@@ -168,3 +168,43 @@ async fn a_standby_relay_takes_over_when_the_active_one_dies() {
     assert_exactly_once_in_order(&client, relay_leased, &store, &ids).await;
     second.abort();
 }
+
+/// From PostgreSQL, whose checkpoints name the transaction, the last event of each append
+/// carries `Annals-Commit-End: true`, and no other does; appends longer than the relay's
+/// batch (256) too. From a store whose checkpoints do not tell (memory), none does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_event_of_each_transaction_is_marked() {
+    let server = Server::start().await.unwrap();
+    let client = server.connect().await.unwrap();
+    let store = annals_postgres::testing::fresh_store().await.unwrap();
+    let relay_ends = &name("RELAY_ENDS");
+    let mut expected = Vec::new();
+    for (n, size) in [1usize, 3, 1, 5, 300, 2, 1, 1, 40].into_iter().enumerate() {
+        let events = (0..size).map(|i| NewEvent::new("test.happened", 1, json!({ "append": n, "i": i }))).collect();
+        store.append(&format!("tx-{n}"), ExpectedVersion::Exact(0), events).await.unwrap();
+        expected.extend((0..size).map(|i| i + 1 == size));
+    }
+    let total = u64::try_from(expected.len()).unwrap();
+    let running =
+        tokio::spawn(Relay::new(store.clone(), client.clone(), relay_ends.as_str(), prefix(relay_ends)).run());
+    wait_for(&client, relay_ends, total).await;
+    running.abort();
+    let stream = jetstream::new(client.clone()).get_stream(relay_ends).await.unwrap();
+    let mut marked = Vec::new();
+    for sequence in 1..=total {
+        let message = stream.get_raw_message(sequence).await.unwrap();
+        marked.push(message.headers.get(headers::COMMIT_END).is_some_and(|v| v.as_str() == "true"));
+    }
+    assert_eq!(marked, expected);
+
+    let memory = MemoryStore::new();
+    let relay_none = &name("RELAY_NO_ENDS");
+    append(&memory, 3).await;
+    let running = tokio::spawn(Relay::new(memory, client.clone(), relay_none.as_str(), prefix(relay_none)).run());
+    wait_for(&client, relay_none, 30).await;
+    running.abort();
+    let stream = jetstream::new(client.clone()).get_stream(relay_none).await.unwrap();
+    for sequence in 1..=30 {
+        assert!(stream.get_raw_message(sequence).await.unwrap().headers.get(headers::COMMIT_END).is_none());
+    }
+}
