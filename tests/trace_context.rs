@@ -32,6 +32,18 @@ impl On<ItemAdded> for Units {
     }
 }
 
+/// An OpenTelemetry tracer exporting to memory, behind this thread's default subscriber
+/// (at INFO) while the guard lives.
+fn tracer() -> (InMemorySpanExporter, SdkTracerProvider, tracing::subscriber::DefaultGuard) {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("annals-test")))
+        .with(LevelFilter::INFO);
+    let guard = tracing::subscriber::set_default(subscriber);
+    (exporter, provider, guard)
+}
+
 fn add(qty: u32) -> AddItem {
     AddItem { sku: "tea".into(), qty, unit_price_cents: 450 }
 }
@@ -42,12 +54,7 @@ fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_s_trace_continues_through_the_store_into_the_projection() {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("annals-test")))
-        .with(LevelFilter::INFO);
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (exporter, provider, _default) = tracer();
 
     let store = fresh_store().await;
     let carts = Repository::<Cart, _>::new(store.clone());
@@ -103,12 +110,7 @@ async fn a_request_s_trace_continues_through_the_store_into_the_projection() {
 /// ignored: the event is handled, in no trace of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_stored_traceparent_is_ignored() {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("annals-test")))
-        .with(LevelFilter::INFO);
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (exporter, provider, _default) = tracer();
     let store = fresh_store().await;
     for bad in ["", "00-zz", "00-00000000000000000000000000000000-b7ad6b7169203331-01"] {
         let event =

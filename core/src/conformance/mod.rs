@@ -23,6 +23,9 @@
 //! | [`process_conformance_tests!`](crate::process_conformance_tests) | [`process`] | [`EventStore`](crate::EventStore), [`EventFeed`](crate::EventFeed), [`CheckpointStore`](crate::store::CheckpointStore), [`DeadlineStore`](crate::store::DeadlineStore) |
 //! | [`poison_conformance_tests!`](crate::poison_conformance_tests) | [`poison`] | [`EventStore`](crate::EventStore), [`EventFeed`](crate::EventFeed), [`CheckpointStore`](crate::store::CheckpointStore) with dead letters |
 //!
+//! [`blue_green`] is not a macro: its read model is SQL of each store, so an adapter's
+//! test gives a [`blue_green::Fixture`] and calls its cases.
+//!
 //! Each macro expands to one `#[test]` per case, named after the case, that builds a
 //! store and runs the case on a fresh multi-threaded runtime ([`run`]). Every case is a
 //! public `async fn` of its suite module, generic over the store, so an adapter can also
@@ -37,6 +40,7 @@
 
 use std::future::Future;
 
+pub mod blue_green;
 pub mod consumers;
 pub mod feed;
 pub mod inspect;

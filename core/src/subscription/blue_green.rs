@@ -251,11 +251,7 @@ impl<K: CheckpointStore> BlueGreen<K> {
         P: Rebuildable<Context = K::Connection>,
     {
         let Prepared { mut subscription, generation, from } = prepared;
-        subscription.catch_up().await.map_err(|source| RebuildError::CatchUp {
-            name: self.name.clone(),
-            generation,
-            source: Box::new(source),
-        })?;
+        self.catch_up(&mut subscription, generation).await?;
         let to = Checkpoint::from_parts(0, generation);
         let mut transaction = self.store.begin().await.map_err(|e| self.storage("beginning the switch", e))?;
         subscription.sink().projection().publish(&mut transaction).await.map_err(|source| {
@@ -292,12 +288,7 @@ impl<K: CheckpointStore> BlueGreen<K> {
         Fut: Future<Output = Result<P, BoxError>> + Send,
     {
         let mut prepared = self.prepare(feed, build).await?;
-        let generation = prepared.generation;
-        prepared.subscription.catch_up().await.map_err(|source| RebuildError::CatchUp {
-            name: self.name.clone(),
-            generation,
-            source: Box::new(source),
-        })?;
+        self.catch_up(&mut prepared.subscription, prepared.generation).await?;
         self.switch(prepared).await
     }
 
@@ -323,6 +314,23 @@ impl<K: CheckpointStore> BlueGreen<K> {
             .await
             .map_err(|e| self.storage("deleting the retired checkpoint", e))?;
         self.store.commit(transaction).await.map_err(|e| self.storage("committing the retirement", e))
+    }
+
+    /// Catches the consumer of `generation` up.
+    async fn catch_up<F, P>(
+        &self,
+        subscription: &mut Subscription<F, ExactlyOnce<P, K>>,
+        generation: u64,
+    ) -> Result<(), RebuildError>
+    where
+        F: EventFeed,
+        P: Rebuildable<Context = K::Connection>,
+    {
+        subscription.catch_up().await.map(|_| ()).map_err(|source| RebuildError::CatchUp {
+            name: self.name.clone(),
+            generation,
+            source: Box::new(source),
+        })
     }
 
     fn storage(&self, what: &'static str, source: StoreError) -> RebuildError {
