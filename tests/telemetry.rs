@@ -247,3 +247,57 @@ fn process_reactions_are_traced_and_counted() {
     assert_eq!(recorder.get("annals_process_reactions_total{outcome=reacted,process=conformance_fulfillment}"), 4);
     assert_eq!(recorder.get("annals_commands_total{aggregate=shipment,outcome=committed}"), 1);
 }
+
+/// The NATS relay: an `annals.relay` span per published batch with OpenTelemetry's
+/// messaging fields, and `annals_relay_published_total` counting what the JetStream
+/// stream stored.
+#[test]
+fn relay_publishes_are_traced_and_counted() {
+    use annals::{EventStore, ExpectedVersion, NewEvent};
+    let (spans, recorder) = (Arc::new(Spans::default()), Metrics::default());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let stream = format!("TRACED_{}", uuid::Uuid::now_v7().simple());
+    tracing::subscriber::with_default(Arc::clone(&spans), || {
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let server = annals_nats::testing::Server::start().await.unwrap();
+                let client = server.connect().await.unwrap();
+                let store = MemoryStore::new();
+                for n in 0..300u64 {
+                    let event = NewEvent::new("test.happened", 1, serde_json::json!({ "n": n }));
+                    store.append(&format!("cart-{}", n % 7), ExpectedVersion::Any, vec![event]).await.unwrap();
+                }
+                let relay = annals_nats::Relay::new(store, client.clone(), stream.as_str(), stream.to_lowercase());
+                let running = tokio::spawn(relay.run());
+                let js = async_nats::jetstream::new(client);
+                loop {
+                    let stored = match js.get_stream(&stream).await {
+                        Ok(s) => s.cached_info().state.messages,
+                        Err(_) => 0,
+                    };
+                    if stored >= 300 {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                running.abort();
+            });
+        });
+    });
+    let spans = spans.0.lock().unwrap();
+    let relayed: Vec<_> = spans.iter().filter(|(n, _)| n == "annals.relay").map(|(_, f)| f.clone()).collect();
+    assert!(!relayed.is_empty());
+    let counted: u64 = relayed.iter().map(|f| f["messaging.batch.message_count"].parse::<u64>().unwrap()).sum();
+    assert_eq!(counted, 300, "{relayed:?}");
+    let first = &relayed[0];
+    assert_eq!(
+        (
+            first["messaging.system"].as_str(),
+            first["messaging.destination.name"].as_str(),
+            first["after_sequence"].as_str()
+        ),
+        ("nats", stream.as_str(), "0")
+    );
+    assert_eq!(first["last_sequence"], first["messaging.batch.message_count"]);
+    assert_eq!(recorder.get(&format!("annals_relay_published_total{{stream={stream}}}")), 300);
+}
