@@ -52,7 +52,7 @@ fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
     spans.iter().filter(|span| span.name == name).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn a_request_s_trace_continues_through_the_store_into_the_projection() {
     let (exporter, provider, _default) = tracer();
 
@@ -108,7 +108,7 @@ async fn a_request_s_trace_continues_through_the_store_into_the_projection() {
 
 /// A stored `traceparent` that is not one (edited by hand, written by another tool) is
 /// ignored: the event is handled, in no trace of its own.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn a_malformed_stored_traceparent_is_ignored() {
     let (exporter, provider, _default) = tracer();
     let store = fresh_store().await;
