@@ -36,39 +36,49 @@ pub(crate) fn stamp(metadata: Metadata) -> Metadata {
     metadata
 }
 
-/// Whether a consumer's span for an event with `metadata` gets a remote parent.
+/// The remote parent named by the trace context in `metadata`, parsed once per event.
 #[cfg(feature = "opentelemetry")]
-pub(crate) fn carries_parent(metadata: &Metadata) -> bool {
-    metadata.traceparent().and_then(parse).is_some()
-}
+pub(crate) struct RemoteParent(opentelemetry::trace::SpanContext);
 
+/// Without the feature no event has a remote parent.
 #[cfg(not(feature = "opentelemetry"))]
-pub(crate) fn carries_parent(_: &Metadata) -> bool {
-    false
-}
+pub(crate) enum RemoteParent {}
 
-/// Makes the trace context in `metadata` (when it parses) the parent of `span`.
+/// The remote parent of a consumer's span for an event with `metadata`, when its
+/// `traceparent` parses.
 #[cfg(feature = "opentelemetry")]
-pub(crate) fn adopt(span: &tracing::Span, metadata: &Metadata) {
-    use opentelemetry::trace::{TraceContextExt, TraceState};
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
+pub(crate) fn remote_parent(metadata: &Metadata) -> Option<RemoteParent> {
+    use opentelemetry::trace::TraceState;
 
-    let Some((trace_id, span_id, flags)) = metadata.traceparent().and_then(parse) else {
-        return;
-    };
+    let (trace_id, span_id, flags) = metadata.traceparent().and_then(parse)?;
     let state = metadata
         .extra
         .get(Metadata::TRACESTATE)
         .and_then(serde_json::Value::as_str)
         .and_then(|header| header.parse::<TraceState>().ok())
         .unwrap_or_default();
-    let remote = opentelemetry::trace::SpanContext::new(trace_id, span_id, flags, true, state);
-    // Fails only when the subscriber has no OpenTelemetry layer: nothing to join then.
-    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    Some(RemoteParent(opentelemetry::trace::SpanContext::new(trace_id, span_id, flags, true, state)))
 }
 
 #[cfg(not(feature = "opentelemetry"))]
-pub(crate) fn adopt(_: &tracing::Span, _: &Metadata) {}
+pub(crate) fn remote_parent(_: &Metadata) -> Option<RemoteParent> {
+    None
+}
+
+/// Makes `parent` the parent of `span`.
+#[cfg(feature = "opentelemetry")]
+pub(crate) fn adopt(span: &tracing::Span, parent: RemoteParent) {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    // Fails only when the subscriber has no OpenTelemetry layer: nothing to join then.
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent.0));
+}
+
+#[cfg(not(feature = "opentelemetry"))]
+pub(crate) fn adopt(_: &tracing::Span, parent: RemoteParent) {
+    match parent {}
+}
 
 /// A `traceparent` of version `00`: trace id, parent span id and flags; `None` when it is
 /// malformed or names the invalid (all-zero) trace or span. Stored data: never panics.

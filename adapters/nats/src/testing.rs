@@ -116,7 +116,7 @@ impl Cluster {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| HarnessError(format!("no free port: {e}")))?;
         drop(listeners);
-        let ports: Vec<(u16, u16)> = bound.chunks(2).map(|pair| (pair[0], pair[pair.len() - 1])).collect();
+        let ports: Vec<(u16, u16)> = bound.chunks_exact(2).map(|pair| (pair[0], pair[1])).collect();
         let routes: Vec<String> = ports.iter().map(|(_, cluster)| format!("nats://127.0.0.1:{cluster}")).collect();
         let mut nodes = Vec::new();
         for (n, (port, cluster)) in ports.iter().enumerate() {

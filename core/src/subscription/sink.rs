@@ -121,12 +121,13 @@ pub(crate) async fn project<P: Projection>(
             }
             // An event that carries its command's trace context is handled in an INFO span
             // of that trace (feature `opentelemetry`); others in a DEBUG span.
-            let span = if crate::trace_context::carries_parent(&envelope.metadata) {
-                let span = handle_span!(info_span);
-                crate::trace_context::adopt(&span, &envelope.metadata);
-                span
-            } else {
-                handle_span!(debug_span)
+            let span = match crate::trace_context::remote_parent(&envelope.metadata) {
+                Some(parent) => {
+                    let span = handle_span!(info_span);
+                    crate::trace_context::adopt(&span, parent);
+                    span
+                }
+                None => handle_span!(debug_span),
             };
             projection.project(envelope, context).instrument(span).await
         }
