@@ -248,13 +248,106 @@ pub mod __private {
     }
 
     /// Decodes `envelope` as `E` and runs `P`'s `On<E>` handler: what the generated
-    /// `Projection::project` calls for the matching event type.
-    pub async fn dispatch_projection<P: crate::On<E>, E: Event>(
+    /// `Projection::project` calls for the matching event type. `E` is decoded through
+    /// its [`EventMeta`], so a listed type that is not an event is reported once, where
+    /// its `EventMeta` is made.
+    pub async fn dispatch_projection<P: crate::On<E>, E>(
         projection: &mut P,
         envelope: &crate::Envelope,
         context: &mut P::Context,
+        meta: &EventMeta<E>,
     ) -> Result<(), crate::ProjectionError> {
-        crate::projection::dispatch(projection, envelope, context).await
+        let event =
+            (meta.decode)(envelope).map_err(|source| crate::ProjectionError::decode(P::NAME, envelope, source))?;
+        projection.on(event, envelope, context).await.map_err(|e| crate::ProjectionError::handler(P::NAME, envelope, e))
+    }
+
+    /// What the derives need of one listed event type, made once per type in a `const`
+    /// (`event_meta::<ItemAdded>()`, spanned on the type) and used everywhere else
+    /// through it.
+    ///
+    /// Only [`event_meta`] requires `E: Event`. Rustc checks an event's supertraits
+    /// again at every use of its associated items and reports each use, so a missing
+    /// `Clone` on an event gave four errors; through this table, a listed type that is
+    /// not an event, or an event missing a derive, is one error at the type (plus the
+    /// `#[derive(Event)]`'s own at the struct).
+    pub struct EventMeta<E> {
+        /// [`Event::NAME`].
+        pub name: &'static str,
+        /// [`Event::VERSION`].
+        pub version: u32,
+        /// [`Event::ALIASES`].
+        pub aliases: &'static [&'static str],
+        /// Decodes a stored envelope as `E` (upcasting older versions).
+        pub decode: fn(&crate::Envelope) -> Result<E, crate::DecodeError>,
+        /// Serializes the event as its stored payload.
+        pub to_payload: fn(&E) -> Result<serde_json::Value, serde_json::Error>,
+        /// `Clone::clone`.
+        pub clone: fn(&E) -> E,
+        /// `PartialEq::eq`.
+        pub eq: fn(&E, &E) -> bool,
+        /// `Debug::fmt`.
+        pub debug: fn(&E, &mut std::fmt::Formatter<'_>) -> std::fmt::Result,
+    }
+
+    impl<E> EventMeta<E> {
+        /// Formats `event` as the tuple variant `variant(event)`, as `#[derive(Debug)]`
+        /// on the event enum would.
+        pub fn debug_variant(&self, variant: &str, event: &E, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            struct Shim<'a, E>(&'a E, fn(&E, &mut std::fmt::Formatter<'_>) -> std::fmt::Result);
+            impl<E> std::fmt::Debug for Shim<'_, E> {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    (self.1)(self.0, f)
+                }
+            }
+            f.debug_tuple(variant).field(&Shim(event, self.debug)).finish()
+        }
+    }
+
+    /// Implemented by `#[derive(Aggregate)]` for each event in its `events(...)`: the
+    /// event enum converts `From` any of them, so an unlisted event returned from a
+    /// handler is reported as `EventOf<Aggregate>` not implemented for it.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not an event of `{A}`",
+        label = "not listed in `#[aggregate(events(...))]` of `{A}`",
+        note = "list `{Self}` in `#[aggregate(events(...))]` on `{A}`, with an `impl Apply<{Self}> for {A}`"
+    )]
+    pub trait EventOf<A: crate::Aggregate> {
+        /// The event as its variant of the aggregate's event enum.
+        fn into_event(self) -> A::Event;
+    }
+
+    /// Implemented by `#[derive(Aggregate)]` for each command in its `commands(...)`:
+    /// the command enum converts `From` any of them, so an unlisted command is reported
+    /// as `CommandOf<Aggregate>` not implemented for it.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not a command of `{A}`",
+        label = "not listed in `#[aggregate(commands(...))]` of `{A}`",
+        note = "list `{Self}` in `#[aggregate(commands(...))]` on `{A}`, with an `impl Handle<{Self}> for {A}`"
+    )]
+    pub trait CommandOf<A> {
+        /// The command enum, `CartCommand`.
+        type Enum;
+        /// The command as its variant of the aggregate's command enum.
+        fn into_command(self) -> Self::Enum;
+    }
+
+    fn payload_of<E: Event>(event: &E) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(event)
+    }
+
+    /// The [`EventMeta`] of `E`.
+    pub const fn event_meta<E: Event>() -> EventMeta<E> {
+        EventMeta {
+            name: E::NAME,
+            version: E::VERSION,
+            aliases: E::ALIASES,
+            decode: crate::event::decode_event::<E>,
+            to_payload: payload_of::<E>,
+            clone: <E as Clone>::clone,
+            eq: <E as PartialEq>::eq,
+            debug: <E as std::fmt::Debug>::fmt,
+        }
     }
 
     /// The error of a stored event whose type no variant of an aggregate's event enum has.

@@ -12,7 +12,7 @@
 use std::future::Future;
 
 use crate::envelope::Envelope;
-use crate::event::{DecodeError, Event};
+use crate::event::DecodeError;
 
 /// The error a handler may return: any error type, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -44,13 +44,14 @@ pub trait Projection: Send + 'static {
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send + 'a;
 }
 
-/// Handles one event type for a projection.
+/// Handles one event type for a projection: an [`Event`](crate::Event) listed in the projection's
+/// `#[projection(events(...))]`.
 #[diagnostic::on_unimplemented(
     message = "projection `{Self}` does not handle `{E}`",
     label = "`{E}` is listed in `events(...)` but has no `On` impl",
     note = "add `impl annals::On<{E}> for {Self} {{ async fn on(&mut self, event: {E}, envelope: &annals::Envelope, context: &mut <Self as annals::Projection>::Context) -> Result<(), annals::BoxError> {{ ... }} }}`"
 )]
-pub trait On<E: Event>: Projection + crate::__private::ListsEvent<E> {
+pub trait On<E>: Projection + crate::__private::ListsEvent<E> {
     /// Updates the read model with `event`. An error stops the subscription at this event
     /// (after retries): nothing after it is applied until it succeeds.
     fn on(&mut self, event: E, envelope: &Envelope, context: &mut Self::Context) -> impl Handler;
@@ -194,20 +195,4 @@ impl Permanent {
     pub fn new(error: impl Into<BoxError>) -> Self {
         Permanent(error.into())
     }
-}
-
-/// Decodes `envelope` as `E` and runs `P`'s handler for it: what the generated
-/// [`Projection::project`] calls for the matching event type.
-pub(crate) async fn dispatch<P, E>(
-    projection: &mut P,
-    envelope: &Envelope,
-    context: &mut P::Context,
-) -> Result<(), ProjectionError>
-where
-    P: On<E>,
-    E: Event,
-{
-    let event = crate::event::decode_event::<E>(envelope)
-        .map_err(|source| ProjectionError::decode(P::NAME, envelope, source))?;
-    projection.on(event, envelope, context).await.map_err(|e| ProjectionError::handler(P::NAME, envelope, e))
 }

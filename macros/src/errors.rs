@@ -14,9 +14,6 @@ use quote::ToTokens;
 #[must_use = "collected errors must be emitted with `into_compile_errors`"]
 pub(crate) struct Errors {
     combined: Option<syn::Error>,
-    /// Whether an unknown key was reported: it may be a misspelled required key, whose
-    /// "missing" error would only repeat the mistake.
-    unknown_key: bool,
 }
 
 impl Errors {
@@ -36,17 +33,6 @@ impl Errors {
     /// Records an error at `span`.
     pub(crate) fn at(&mut self, span: Span, message: impl Display) {
         self.push(syn::Error::new(span, message));
-    }
-
-    /// Notes that an unknown key was reported.
-    pub(crate) fn saw_unknown_key(&mut self) {
-        self.unknown_key = true;
-    }
-
-    /// Whether an unknown key was reported: a required key then counts as written (it
-    /// may be the misspelled one), so its absence is not reported too.
-    pub(crate) fn unknown_key(&self) -> bool {
-        self.unknown_key
     }
 
     /// One `compile_error!` per recorded error; empty when there are none.

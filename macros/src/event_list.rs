@@ -3,9 +3,9 @@
 //! both (the list of stored names, the match on a stored name, the duplicate-name check).
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::TypePath;
+use syn::{Ident, TypePath};
 
 /// `tokens` as a user would write them, for messages: `a::Added`, `Vec<u8>`.
 pub(crate) fn display(tokens: &impl ToTokens) -> String {
@@ -47,32 +47,47 @@ pub(crate) fn at(tokens: &impl Spanned) -> Span {
     Span::call_site().located_at(tokens.span())
 }
 
-/// `<ItemAdded as ::annals::Event>::NAME`, spanned on `ItemAdded`.
-pub(crate) fn event_const(ty: &TypePath, constant: &str) -> TokenStream {
-    let constant = syn::Ident::new(constant, at(ty));
-    quote_spanned! {at(ty)=> <#ty as ::annals::Event>::#constant }
+/// The `const` holding the [`EventMeta`] of the `index`-th listed event, made by [`metas`].
+///
+/// [`EventMeta`]: ../../annals/__private/struct.EventMeta.html
+pub(crate) fn meta(index: usize) -> Ident {
+    format_ident!("__ANNALS_EVENT_{}", index)
 }
 
-/// A `&'static [&'static str]` expression: the stored names and aliases of `events`, in
-/// order (`EventSet::NAMES`, `Projection::EVENT_TYPES`).
-pub(crate) fn stored_names<'a>(events: impl IntoIterator<Item = &'a TypePath>) -> TokenStream {
-    let parts = events.into_iter().map(|ty| {
-        let name = event_const(ty, "NAME");
-        let aliases = event_const(ty, "ALIASES");
-        quote!(&[#name], #aliases,)
+/// One `const __ANNALS_EVENT_<i>: EventMeta<T> = event_meta::<T>();` per listed event,
+/// spanned on the type: the one place generated code requires `T: Event`, so a listed
+/// type that is not an event (or an event missing a derive) is reported once, there.
+/// Everything else about the event goes through the constant.
+pub(crate) fn metas(events: &[&TypePath]) -> TokenStream {
+    let consts = events.iter().enumerate().map(|(index, ty)| {
+        let meta = meta(index);
+        quote_spanned! {at(ty)=>
+            const #meta: ::annals::__private::EventMeta<#ty> = ::annals::__private::event_meta::<#ty>();
+        }
+    });
+    quote!(#(#consts)*)
+}
+
+/// A `&'static [&'static str]` expression: the stored names and aliases of the `count`
+/// listed events, in order (`EventSet::NAMES`, `Projection::EVENT_TYPES`).
+pub(crate) fn stored_names(count: usize) -> TokenStream {
+    let parts = (0..count).map(|index| {
+        let meta = meta(index);
+        quote!(&[#meta.name], #meta.aliases,)
     });
     quote! {{
         const __PARTS: &[&[&'static str]] = &[#(#parts)*];
         const __LEN: usize = ::annals::__private::total_len(__PARTS);
-        const __NAMES: [&'static str; __LEN] = ::annals::__private::concat::<__LEN>(__PARTS);
+        const __NAMES: [&'static str; __LEN] = ::annals::__private::concat(__PARTS);
         &__NAMES
     }}
 }
 
-/// Whether the stored name `event_type` (a `&str` expression) is `ty`'s name or alias.
-pub(crate) fn is_stored_as(ty: &TypePath, event_type: &TokenStream) -> TokenStream {
-    let (name, aliases) = (event_const(ty, "NAME"), event_const(ty, "ALIASES"));
-    quote!((#event_type == #name || #aliases.contains(&#event_type)))
+/// Whether the stored name `event_type` (a `&str` expression) is the `index`-th listed
+/// event's name or alias.
+pub(crate) fn is_stored_as(index: usize, event_type: &TokenStream) -> TokenStream {
+    let meta = meta(index);
+    quote!((#event_type == #meta.name || #meta.aliases.contains(&#event_type)))
 }
 
 /// One compile-time assertion per pair of `events` that they share no stored name (name
@@ -81,17 +96,16 @@ pub(crate) fn is_stored_as(ty: &TypePath, event_type: &TokenStream) -> TokenStre
 pub(crate) fn unique_names(events: &[&TypePath], owner: &str) -> TokenStream {
     let mut checks = Vec::new();
     for (i, later) in events.iter().enumerate() {
-        for earlier in &events[..i] {
+        for (j, earlier) in events[..i].iter().enumerate() {
             let message = format!(
                 "`{}` and `{}`, events of `{owner}`, have the same stored name; give each a unique `#[event(name = \"...\")]` (and aliases)",
                 display(earlier),
                 display(later),
             );
-            let (a, a_aliases) = (event_const(earlier, "NAME"), event_const(earlier, "ALIASES"));
-            let (b, b_aliases) = (event_const(later, "NAME"), event_const(later, "ALIASES"));
+            let (a, b) = (meta(j), meta(i));
             checks.push(quote_spanned! {at(later)=>
                 const _: () = ::core::assert!(
-                    !::annals::__private::share_a_name(#a, #a_aliases, #b, #b_aliases),
+                    !::annals::__private::share_a_name(#a.name, #a.aliases, #b.name, #b.aliases),
                     #message
                 );
             });

@@ -7,6 +7,7 @@ use std::fmt::Display;
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{quote, ToTokens};
+use syn::buffer::Cursor;
 use syn::meta::ParseNestedMeta;
 use syn::parse::discouraged::Speculative;
 use syn::parse::{Parse, ParseStream, Parser};
@@ -69,37 +70,202 @@ fn reject(attrs: &[Attribute], attr: Symbol, place: &str, errors: &mut Errors) {
     }
 }
 
-/// A key that may be given at most once across all attributes of an item.
+/// Declares the keys of one attribute (or of a nested `key(...)`) in one table: the
+/// struct holding what the user wrote, one [`Slot`] (a key given at most once) or
+/// [`Many`] (a key given any number of times) per key, and its parser.
+///
+/// ```text
+/// attributes! {
+///     /// `#[projection(...)]` as written.
+///     pub(super) struct Attrs in PROJECTION {
+///         /// `name = "cart_summaries"`
+///         name: Slot<LitStr> = NAME => |meta, errors| meta::assign(meta, errors, "expected a string ..."),
+///     }
+/// }
+/// ```
+///
+/// Adding a key is one row here (plus its [`Symbol`](crate::symbol::Symbol) when the name
+/// is new) and its use in `check`/`expand`: the key list of "expected one of ..."
+/// messages, the duplicate check, the tokens to point at and whether the key was written
+/// but invalid all follow from the row. Each parser is a
+/// `fn(&ParseNestedMeta, &mut Errors) -> syn::Result<Option<T>>` that records its own
+/// errors and returns `None` for an invalid value.
+macro_rules! attributes {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident in $attr:ident {
+            $(
+                $(#[$field_meta:meta])*
+                $field:ident: $kind:ident<$ty:ty> = $key:expr => $parse:expr,
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $( $(#[$field_meta])* $vis $field: $crate::meta::$kind<$ty>, )*
+            /// Whether a key that is none of these was written (and reported): it may be a
+            /// misspelled required key, whose absence is then not reported too.
+            $vis unknown_key: bool,
+            /// The first attribute of this name, to point at when a required key is missing.
+            $vis first: ::core::option::Option<::proc_macro2::TokenStream>,
+        }
+
+        impl $name {
+            /// The keys, in the order the error messages list them.
+            #[allow(dead_code)]
+            $vis const KEYS: &'static [$crate::symbol::Symbol] = &[$($key),*];
+
+            /// Nothing written yet.
+            $vis fn new() -> Self {
+                $name {
+                    $( $field: $crate::meta::$kind::new($attr, $key), )*
+                    unknown_key: false,
+                    first: ::core::option::Option::None,
+                }
+            }
+
+            /// Every `#[<attr>(...)]` of an item, merged; `usage` is suggested for a bare
+            /// `#[attr]` or `#[attr = ...]`.
+            #[allow(dead_code)]
+            $vis fn parse(
+                attrs: &[::syn::Attribute],
+                usage: &str,
+                errors: &mut $crate::errors::Errors,
+            ) -> Self {
+                let mut this = Self::new();
+                this.first = $crate::meta::first(attrs, $attr);
+                $crate::meta::parse_attrs(attrs, $attr, usage, errors, |meta, errors| this.parse_key(meta, errors));
+                this
+            }
+
+            /// One `key ...`: parsed into its slot, or reported as unknown.
+            $vis fn parse_key(
+                &mut self,
+                meta: &::syn::meta::ParseNestedMeta<'_>,
+                errors: &mut $crate::errors::Errors,
+            ) -> ::syn::Result<()> {
+                $(
+                    if meta.path == $key {
+                        let parse: fn(
+                            &::syn::meta::ParseNestedMeta<'_>,
+                            &mut $crate::errors::Errors,
+                        ) -> ::syn::Result<::core::option::Option<$ty>> = $parse;
+                        let start = meta.input.cursor();
+                        let value = parse(meta, errors)?;
+                        let tokens = $crate::meta::consumed(&meta.path, start, meta.input.cursor());
+                        self.$field.set(errors, &meta.path, tokens, value);
+                        return ::core::result::Result::Ok(());
+                    }
+                )*
+                self.unknown_key = true;
+                $crate::meta::unknown_key(meta, $attr, Self::KEYS, errors)
+            }
+        }
+    };
+}
+pub(crate) use attributes;
+
+/// The first `#[<attr>(...)]` of `attrs`, as tokens.
+pub(crate) fn first(attrs: &[Attribute], attr: Symbol) -> Option<TokenStream> {
+    attrs.iter().find(|a| a.path().is_ident(attr.as_str())).map(ToTokens::to_token_stream)
+}
+
+/// The tokens of one `key ...` as written: `path` and what its parser consumed, from
+/// `start` to `end`.
+pub(crate) fn consumed(path: &syn::Path, start: Cursor<'_>, end: Cursor<'_>) -> TokenStream {
+    let mut tokens = path.to_token_stream();
+    let mut cursor = start;
+    while cursor < end {
+        match cursor.token_tree() {
+            Some((tree, next)) => {
+                tokens.extend([tree]);
+                cursor = next;
+            }
+            None => break,
+        }
+    }
+    tokens
+}
+
+/// A key that may be given at most once across all attributes of an item: absent,
+/// written with an invalid value (its error is already recorded), or written and valid;
+/// with the tokens as written, to point at.
 pub(crate) struct Slot<T> {
     attr: Symbol,
     key: Symbol,
-    seen: bool,
-    value: Option<T>,
+    written: Option<(TokenStream, Option<T>)>,
 }
 
 impl<T> Slot<T> {
     pub(crate) fn new(attr: Symbol, key: Symbol) -> Self {
-        Slot { attr, key, seen: false, value: None }
+        Slot { attr, key, written: None }
     }
 
-    /// Records the key written at `path`; `value` is `None` when it did not parse (that
-    /// error is already recorded). A second occurrence is an error on its `path`.
-    pub(crate) fn set(&mut self, errors: &mut Errors, path: &syn::Path, value: Option<T>) {
-        if self.seen {
+    /// Records the key written at `path` as `tokens` (what `attributes!` calls); `value` is `None` when it did not
+    /// parse (that error is already recorded). A second occurrence is an error on its
+    /// `path`.
+    pub(crate) fn set(&mut self, errors: &mut Errors, path: &syn::Path, tokens: TokenStream, value: Option<T>) {
+        if self.written.is_some() {
             errors.spanned(path, format!("duplicate {} attribute `{}`; give each key once", self.attr, self.key));
             return;
         }
-        self.seen = true;
-        self.value = value;
+        self.written = Some((tokens, value));
     }
 
     /// Whether the key was written, valid or not.
     pub(crate) fn written(&self) -> bool {
-        self.seen
+        self.written.is_some()
     }
 
-    pub(crate) fn get(self) -> Option<T> {
-        self.value
+    /// Whether the key was written with a value that is not valid (already reported).
+    pub(crate) fn invalid(&self) -> bool {
+        matches!(self.written, Some((_, None)))
+    }
+
+    /// The valid value, if any.
+    pub(crate) fn value(&self) -> Option<&T> {
+        self.written.as_ref().and_then(|(_, value)| value.as_ref())
+    }
+
+    /// The valid value, if any, taken out.
+    pub(crate) fn take(&mut self) -> Option<T> {
+        self.written.as_mut().and_then(|(_, value)| value.take())
+    }
+
+    /// The tokens `key ...` as written, valid or not.
+    pub(crate) fn tokens(&self) -> Option<&TokenStream> {
+        self.written.as_ref().map(|(tokens, _)| tokens)
+    }
+}
+
+/// A key that may be given any number of times (`upcast(...)`, once per version).
+pub(crate) struct Many<T> {
+    written: Vec<(TokenStream, Option<T>)>,
+}
+
+impl<T> Many<T> {
+    pub(crate) fn new(_attr: Symbol, _key: Symbol) -> Self {
+        Many { written: Vec::new() }
+    }
+
+    /// Records one occurrence (what `attributes!` calls).
+    pub(crate) fn set(&mut self, _errors: &mut Errors, _path: &syn::Path, tokens: TokenStream, value: Option<T>) {
+        self.written.push((tokens, value));
+    }
+
+    /// Whether the key was written at least once, valid or not.
+    pub(crate) fn written(&self) -> bool {
+        !self.written.is_empty()
+    }
+
+    /// The tokens of the first occurrence.
+    pub(crate) fn first_tokens(&self) -> Option<&TokenStream> {
+        self.written.first().map(|(tokens, _)| tokens)
+    }
+
+    /// The valid values, in order, taken out.
+    pub(crate) fn take(&mut self) -> Vec<T> {
+        self.written.iter_mut().filter_map(|(_, value)| value.take()).collect()
     }
 }
 
@@ -118,7 +284,6 @@ pub(crate) fn unknown_key(
         None => String::new(),
     };
     errors.spanned(path, format!("unknown {attr} attribute `{written}`; {hint}expected one of {}", symbol::list(keys)));
-    errors.saw_unknown_key();
     Ok(())
 }
 

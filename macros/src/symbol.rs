@@ -1,4 +1,5 @@
-//! Every attribute and key the derives accept, in one place.
+//! The name of every attribute and key the derives accept. Which keys an attribute
+//! takes, in the order its messages list them, is its `attributes!` table (`*/attr.rs`).
 
 use std::fmt;
 
@@ -18,15 +19,9 @@ pub(crate) const ALIASES: Symbol = Symbol("aliases");
 /// `crate = "path"`, on every derive: where annals is, when renamed or re-exported.
 pub(crate) const CRATE: Symbol = Symbol("crate");
 
-/// The keys of `#[event(...)]`, in the order the error messages list them.
-pub(crate) const EVENT_KEYS: &[Symbol] = &[NAME, VERSION, OLDEST, PREVIOUS, UPCAST, ALIASES, CRATE];
-
 // upcast(from = 1, with = v1_to_v2)
 pub(crate) const FROM: Symbol = Symbol("from");
 pub(crate) const WITH: Symbol = Symbol("with");
-
-/// The keys of `upcast(...)`, in the order the error messages list them.
-pub(crate) const UPCAST_KEYS: &[Symbol] = &[FROM, WITH];
 
 // #[aggregate(name = "cart", events(ItemAdded), commands(AddItem), error = CartError,
 //             event_enum = CartEvent, command_enum = CartCommand)]
@@ -37,15 +32,9 @@ pub(crate) const ERROR: Symbol = Symbol("error");
 pub(crate) const EVENT_ENUM: Symbol = Symbol("event_enum");
 pub(crate) const COMMAND_ENUM: Symbol = Symbol("command_enum");
 
-/// The keys of `#[aggregate(...)]`, in the order the error messages list them.
-pub(crate) const AGGREGATE_KEYS: &[Symbol] = &[NAME, EVENTS, COMMANDS, ERROR, EVENT_ENUM, COMMAND_ENUM, CRATE];
-
 // #[projection(name = "cart_summaries", events(ItemAdded), context = PgConnection)]
 pub(crate) const PROJECTION: Symbol = Symbol("projection");
 pub(crate) const CONTEXT: Symbol = Symbol("context");
-
-/// The keys of `#[projection(...)]`, in the order the error messages list them.
-pub(crate) const PROJECTION_KEYS: &[Symbol] = &[NAME, EVENTS, CONTEXT, CRATE];
 
 // #[process(name = "fulfillment", correlate_by = order_id | correlate_with = order_of, events(CheckedOut),
 //           commands(ReserveStock => Inventory), deadlines(PaymentTimedOut), rejected(TakePayment))]
@@ -54,10 +43,6 @@ pub(crate) const CORRELATE_BY: Symbol = Symbol("correlate_by");
 pub(crate) const CORRELATE_WITH: Symbol = Symbol("correlate_with");
 pub(crate) const DEADLINES: Symbol = Symbol("deadlines");
 pub(crate) const REJECTED: Symbol = Symbol("rejected");
-
-/// The keys of `#[process(...)]`, in the order the error messages list them.
-pub(crate) const PROCESS_KEYS: &[Symbol] =
-    &[NAME, CORRELATE_BY, CORRELATE_WITH, EVENTS, COMMANDS, DEADLINES, REJECTED, CRATE];
 
 impl Symbol {
     /// The name as written in source.
@@ -123,10 +108,12 @@ mod tests {
 
     #[test]
     fn typos_find_their_key() {
-        assert_eq!(closest("evnets", AGGREGATE_KEYS), Some(EVENTS));
-        assert_eq!(closest("comands", AGGREGATE_KEYS), Some(COMMANDS));
-        assert_eq!(closest("nme", EVENT_KEYS), Some(NAME));
-        assert_eq!(closest("schema::v", EVENT_KEYS), None);
-        assert_eq!(closest("colour", PROJECTION_KEYS), None);
+        let aggregate = &[NAME, EVENTS, COMMANDS, ERROR, EVENT_ENUM, COMMAND_ENUM, CRATE];
+        let event = &[NAME, VERSION, OLDEST, PREVIOUS, UPCAST, ALIASES, CRATE];
+        assert_eq!(closest("evnets", aggregate), Some(EVENTS));
+        assert_eq!(closest("comands", aggregate), Some(COMMANDS));
+        assert_eq!(closest("nme", event), Some(NAME));
+        assert_eq!(closest("schema::v", event), None);
+        assert_eq!(closest("colour", &[NAME, EVENTS, CONTEXT, CRATE]), None);
     }
 }

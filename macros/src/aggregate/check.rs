@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use quote::{format_ident, ToTokens};
 use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 use syn::{Data, DeriveInput};
 
 use super::attr::{Attrs, USAGE};
@@ -16,16 +17,17 @@ use crate::symbol::{COMMANDS, EVENTS};
 /// Checks everything, recording each problem. Returns the model to expand, repaired
 /// where needed, or `None` when the item cannot implement `Aggregate` at all (a union,
 /// a generic type).
-pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Errors) -> Option<Model<'a>> {
+pub(super) fn check<'a>(input: &'a DeriveInput, mut attrs: Attrs, errors: &mut Errors) -> Option<Model<'a>> {
     let ident = &input.ident;
     let expandable = check_item(input, errors);
 
-    let name = match &attrs.name {
+    let name = match attrs.name.value() {
         Some(lit) => check_name(lit, errors).unwrap_or_else(|| snake_case(&ident.unraw().to_string())),
         None => snake_case(&ident.unraw().to_string()),
     };
 
-    let events = match attrs.events {
+    let events_span = attrs.events.tokens().map(|tokens| tokens.span());
+    let events = match attrs.events.take() {
         Some(list) if list.items.is_empty() => {
             errors.spanned(
                 &list.tokens,
@@ -36,7 +38,7 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
             Vec::new()
         }
         Some(list) => members(list, EVENTS.as_str(), errors),
-        None if attrs.events_written || errors.unknown_key() => Vec::new(),
+        None if attrs.events.written() || attrs.unknown_key => Vec::new(),
         None => {
             let message = format!("missing `events(...)`: list the events `{ident}` applies, such as {USAGE}");
             match &attrs.first {
@@ -47,7 +49,8 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
         }
     };
 
-    let commands = match attrs.commands {
+    let commands_span = attrs.commands.tokens().map(|tokens| tokens.span());
+    let commands = match attrs.commands.take() {
         Some(list) if list.items.is_empty() => {
             errors.spanned(
                 &list.tokens,
@@ -59,9 +62,9 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
         None => None,
     };
 
-    let event_enum = attrs.event_enum.unwrap_or_else(|| format_ident!("{}Event", ident.unraw()));
-    let command_enum = match attrs.command_enum {
-        Some((tokens, command_enum)) => {
+    let event_enum = attrs.event_enum.take().unwrap_or_else(|| format_ident!("{}Event", ident.unraw()));
+    let command_enum = match (attrs.command_enum.take(), attrs.command_enum.tokens()) {
+        (Some(command_enum), Some(tokens)) => {
             if commands.is_none() {
                 errors.spanned(
                     tokens,
@@ -70,7 +73,7 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
             }
             command_enum
         }
-        None => format_ident!("{}Command", ident.unraw()),
+        _ => format_ident!("{}Command", ident.unraw()),
     };
     if commands.is_some() && event_enum == command_enum {
         errors.spanned(
@@ -84,8 +87,10 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
         vis: &input.vis,
         name,
         events,
+        events_span,
         commands,
-        error: attrs.error,
+        commands_span,
+        error: attrs.error.take(),
         event_enum,
         command_enum,
     })

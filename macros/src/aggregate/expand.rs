@@ -5,7 +5,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::{Member, Model};
-use crate::event_list::{self, at, display, event_const};
+use crate::event_list::{self, at, display};
 
 pub(super) fn expand(model: &Model<'_>) -> TokenStream {
     let event_enum = event_enum(model);
@@ -16,10 +16,15 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
         Some(commands) => (command_enum(model, commands), command_impls(model, commands)),
         None => (TokenStream::new(), TokenStream::new()),
     };
+    let events: Vec<_> = model.events.iter().map(|member| &member.ty).collect();
+    let metas = event_list::metas(&events);
+    let enum_traits = enum_traits(model);
     quote! {
         #event_enum
         #command_enum
         const _: () = {
+            #metas
+            #enum_traits
             #event_impls
             #aggregate_impl
             #command_impls
@@ -47,51 +52,110 @@ fn event_enum(model: &Model<'_>) -> TokenStream {
     });
     quote! {
         #[doc = #doc]
-        #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq)]
         #vis enum #event_enum {
             #(#variants)*
         }
     }
 }
 
-fn event_impls(model: &Model<'_>) -> TokenStream {
+/// `Clone`, `Debug` and `PartialEq` of the event enum, through each event's `EventMeta`
+/// (as `#[derive]` would write them, but without a second error per event that lacks
+/// one of them: the `#[derive(Event)]` reports that at the event).
+fn enum_traits(model: &Model<'_>) -> TokenStream {
     let event_enum = &model.event_enum;
-    let mut from = Vec::new();
+    let mut clone = Vec::new();
+    let mut debug = Vec::new();
+    let mut eq = Vec::new();
+    for (index, member) in model.events.iter().enumerate() {
+        let Member { variant, .. } = member;
+        let meta = event_list::meta(index);
+        let name = variant.to_string();
+        clone.push(quote!(#event_enum::#variant(__event) => #event_enum::#variant((#meta.clone)(__event)),));
+        debug.push(quote!(#event_enum::#variant(__event) => #meta.debug_variant(#name, __event, __f),));
+        eq.push(quote!((#event_enum::#variant(__a), #event_enum::#variant(__b)) => (#meta.eq)(__a, __b),));
+    }
+    let clone = match_all(quote!(self), true, &clone);
+    let debug = match_all(quote!(self), true, &debug);
+    let eq = match eq.is_empty() {
+        true => quote!(match *self {}),
+        false => quote! {
+            #[allow(unreachable_patterns)]
+            match (self, __other) {
+                #(#eq)*
+                _ => false,
+            }
+        },
+    };
+    quote! {
+        #[automatically_derived]
+        impl ::core::clone::Clone for #event_enum {
+            fn clone(&self) -> Self {
+                #clone
+            }
+        }
+
+        #[automatically_derived]
+        impl ::core::fmt::Debug for #event_enum {
+            fn fmt(&self, __f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                #debug
+            }
+        }
+
+        #[automatically_derived]
+        impl ::core::cmp::PartialEq for #event_enum {
+            fn eq(&self, __other: &Self) -> bool {
+                #eq
+            }
+        }
+    }
+}
+
+fn event_impls(model: &Model<'_>) -> TokenStream {
+    let Model { ident, event_enum, .. } = model;
+    let mut listed = Vec::new();
     let mut type_arms = Vec::new();
     let mut version_arms = Vec::new();
     let mut payload_arms = Vec::new();
     let mut decode = Vec::new();
-    for member in &model.events {
+    for (index, member) in model.events.iter().enumerate() {
         let Member { ty, variant } = member;
-        let name = event_const(&member.ty, "NAME");
-        let version = event_const(&member.ty, "VERSION");
-        let decode_event = quote_spanned!(at(&member.ty)=> ::annals::__private::decode_event::<#ty>);
-        from.push(quote! {
+        let meta = event_list::meta(index);
+        listed.push(quote_spanned! {at(ty)=>
             #[automatically_derived]
-            impl ::core::convert::From<#ty> for #event_enum {
-                fn from(__event: #ty) -> Self {
-                    #event_enum::#variant(__event)
+            impl ::annals::__private::EventOf<#ident> for #ty {
+                fn into_event(self) -> #event_enum {
+                    #event_enum::#variant(self)
                 }
             }
         });
-        type_arms.push(quote!(#event_enum::#variant(_) => #name,));
-        version_arms.push(quote!(#event_enum::#variant(_) => #version,));
-        payload_arms.push(quote! {
-            #event_enum::#variant(__event) => ::annals::__private::serde_json::to_value(__event),
-        });
-        let stored_as = event_list::is_stored_as(ty, &quote!(__event_type));
+        type_arms.push(quote!(#event_enum::#variant(_) => #meta.name,));
+        version_arms.push(quote!(#event_enum::#variant(_) => #meta.version,));
+        payload_arms.push(quote!(#event_enum::#variant(__event) => (#meta.to_payload)(__event),));
+        let stored_as = event_list::is_stored_as(index, &quote!(__event_type));
         decode.push(quote! {
             if #stored_as {
-                return #decode_event(__envelope).map(#event_enum::#variant);
+                return (#meta.decode)(__envelope).map(#event_enum::#variant);
             }
         });
     }
     let event_type = match_all(quote!(self), true, &type_arms);
     let event_version = match_all(quote!(self), true, &version_arms);
     let to_payload = match_all(quote!(self), true, &payload_arms);
-    let names = event_list::stored_names(model.events.iter().map(|member| &member.ty));
+    let names = event_list::stored_names(model.events.len());
+    // Any listed event converts into the enum; an unlisted one is reported as not
+    // implementing `EventOf<Aggregate>`, with this impl shown at the user's `events(...)`.
+    let from_listed = quote_spanned! {model.events_span.unwrap_or_else(Span::call_site)=>
+        #[automatically_derived]
+        impl<__E: ::annals::__private::EventOf<#ident>> ::core::convert::From<__E> for #event_enum {
+            fn from(__event: __E) -> Self {
+                <__E as ::annals::__private::EventOf<#ident>>::into_event(__event)
+            }
+        }
+    };
     quote! {
-        #(#from)*
+        #(#listed)*
+
+        #from_listed
 
         #[automatically_derived]
         impl ::annals::EventSet for #event_enum {
@@ -199,11 +263,12 @@ fn command_impls(model: &Model<'_>, commands: &[Member]) -> TokenStream {
     let mut arms = Vec::new();
     for member in commands {
         let Member { ty, variant } = member;
-        from.push(quote! {
+        from.push(quote_spanned! {at(ty)=>
             #[automatically_derived]
-            impl ::core::convert::From<#ty> for #command_enum {
-                fn from(__command: #ty) -> Self {
-                    #command_enum::#variant(__command)
+            impl ::annals::__private::CommandOf<#ident> for #ty {
+                type Enum = #command_enum;
+                fn into_command(self) -> #command_enum {
+                    #command_enum::#variant(self)
                 }
             }
         });
@@ -211,8 +276,22 @@ fn command_impls(model: &Model<'_>, commands: &[Member]) -> TokenStream {
         arms.push(quote!(#command_enum::#variant(__command) => #handle(self, __command),));
     }
     let handle = match_all(quote!(__command), true, &arms);
+    // Any listed command converts into the enum; an unlisted one is reported as not
+    // implementing `CommandOf<Aggregate>`, with this impl shown at `commands(...)`.
+    let from_listed = quote_spanned! {model.commands_span.unwrap_or_else(Span::call_site)=>
+        #[automatically_derived]
+        impl<__C: ::annals::__private::CommandOf<#ident, Enum = #command_enum>> ::core::convert::From<__C>
+            for #command_enum
+        {
+            fn from(__command: __C) -> Self {
+                <__C as ::annals::__private::CommandOf<#ident>>::into_command(__command)
+            }
+        }
+    };
     quote! {
         #(#from)*
+
+        #from_listed
 
         #[automatically_derived]
         impl ::annals::Handle<#command_enum> for #ident {

@@ -25,8 +25,12 @@ pub(crate) struct Model<'a> {
     name: String,
     /// The event types, at least one unless an error was reported.
     events: Vec<Member>,
+    /// Where `events(...)` is written: a conversion of an unlisted event points there.
+    events_span: Option<proc_macro2::Span>,
     /// The command types, when `commands(...)` is given.
     commands: Option<Vec<Member>>,
+    /// Where `commands(...)` is written: a conversion of an unlisted command points there.
+    commands_span: Option<proc_macro2::Span>,
     /// The domain error type, when given; default `Infallible`.
     error: Option<Type>,
     /// The generated event enum, e.g. `CartEvent`.
@@ -46,7 +50,7 @@ struct Member {
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let mut errors = Errors::default();
     let attrs = attr::parse(input, &mut errors);
-    let krate = attrs.krate.clone();
+    let krate = attrs.krate.value().cloned();
     crate::meta::reject_inner(input, crate::symbol::AGGREGATE, &mut errors);
     let expanded = check::check(input, attrs, &mut errors).map(|model| expand::expand(&model)).unwrap_or_default();
     let expanded = match &krate {

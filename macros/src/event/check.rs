@@ -15,29 +15,30 @@ const UPCASTER: &str = "`fn(serde_json::Value) -> Result<serde_json::Value, anna
 /// Checks everything, recording each problem. Returns the model to expand, repaired
 /// where needed, or `None` when the item cannot implement `Event` at all (a union, a
 /// generic type).
-pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Errors) -> Option<Model<'a>> {
+pub(super) fn check<'a>(input: &'a DeriveInput, mut attrs: Attrs, errors: &mut Errors) -> Option<Model<'a>> {
     let ident = &input.ident;
     let expandable = check_item(input, errors);
-    let name = attrs.name.unwrap_or_else(|| LitStr::new(&ident.unraw().to_string(), ident.span()));
-    let version = attrs.version.as_ref().map_or(1, |(_, version)| *version);
-    let aliases = match attrs.aliases {
+    let name = attrs.name.take().unwrap_or_else(|| LitStr::new(&ident.unraw().to_string(), ident.span()));
+    let version = attrs.version.value().map_or(1, |(_, version)| *version);
+    let aliases = match attrs.aliases.take() {
         Some(list) => aliases(&list.tokens, list.items, &name, errors),
         None => Vec::new(),
     };
 
     // With an invalid `version` or `oldest` (already reported) the version rules cannot
     // be checked.
-    let version_known =
-        (attrs.version.is_some() || !attrs.version_written) && (attrs.oldest.is_some() || !attrs.oldest_written);
-    let oldest = attrs.oldest.as_ref().map_or(1, |(_, oldest)| *oldest);
+    let version_known = !attrs.version.invalid() && !attrs.oldest.invalid();
+    let oldest = attrs.oldest.value().map_or(1, |(_, oldest)| *oldest);
+    let upcasts_written = attrs.upcasts.written();
+    let upcasts = attrs.upcasts.take();
     let mut evolution = Evolution::None;
-    if let Some((lit, _)) = attrs.oldest.as_ref().filter(|_| version_known && oldest > version) {
+    if let Some((lit, _)) = attrs.oldest.value().filter(|_| version_known && oldest > version) {
         errors.spanned(
             lit,
             format!("`oldest = {oldest}` is newer than `{ident}`'s version {version}; `oldest` is the oldest version ever stored, from 1 to {version}"),
         );
     } else if version_known && version == 1 {
-        let first = attrs.previous.as_ref().map(|(tokens, _)| tokens).or(attrs.upcasts.first().map(|u| &u.tokens));
+        let first = attrs.previous.tokens().or(attrs.upcasts.first_tokens());
         if let Some(first) = first {
             errors.spanned(
                 first,
@@ -46,8 +47,9 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
         }
     } else if !version_known {
         // Without a valid version no upcasting is generated: it would only add errors.
-    } else if let Some((tokens, previous)) = attrs.previous {
-        if let Some((lit, _)) = &attrs.oldest {
+    } else if let (Some(tokens), Some(previous)) = (attrs.previous.tokens(), attrs.previous.value()) {
+        let previous = previous.clone();
+        if let Some((lit, _)) = attrs.oldest.value() {
             errors.spanned(
                 lit,
                 format!(
@@ -56,7 +58,7 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
                 ),
             );
         }
-        if !attrs.upcasts.is_empty() {
+        if !upcasts.is_empty() {
             errors.spanned(
                 tokens,
                 format!(
@@ -66,10 +68,10 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
             );
         }
         evolution = Evolution::Previous(previous);
-    } else if !attrs.upcasts.is_empty() {
-        let lits = Lits { version: attrs.version.as_ref(), oldest: attrs.oldest.as_ref() };
-        evolution = Evolution::Upcast(upcasts(ident, attrs.upcasts, version, oldest, lits, errors));
-    } else if oldest < version && !attrs.evolution_written {
+    } else if !upcasts.is_empty() {
+        let lits = Lits { version: attrs.version.value(), oldest: attrs.oldest.value() };
+        evolution = Evolution::Upcast(check_upcasts(ident, upcasts, version, oldest, lits, errors));
+    } else if oldest < version && !upcasts_written && !attrs.previous.written() {
         // Neither `previous` nor `upcast(...)`: older stored versions could not be read.
         let older = (oldest..version).map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ");
         let message = format!(
@@ -77,7 +79,7 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
             next = oldest + 1,
             prev = version - 1,
         );
-        match (&attrs.oldest, &attrs.version) {
+        match (attrs.oldest.value(), attrs.version.value()) {
             (Some((lit, _)), _) | (None, Some((lit, _))) => errors.spanned(lit, message),
             (None, None) => errors.spanned(ident, message),
         }
@@ -145,7 +147,7 @@ struct Lits<'a> {
 
 /// The raw upcasters by the version they start from. Every version from `oldest` to
 /// `version - 1` needs exactly one.
-fn upcasts(
+fn check_upcasts(
     ident: &syn::Ident,
     upcasts: Vec<Upcast>,
     version: u32,
@@ -165,7 +167,12 @@ fn upcasts(
     // Versions whose upcaster is written but broken: not reported as missing too.
     let mut written = HashSet::new();
     for upcast in upcasts {
-        let Upcast { tokens, from, from_written, with, with_written } = upcast;
+        let Upcast { tokens, mut keys } = upcast;
+        // After an unknown key (reported; it may be the misspelled one) a missing key is
+        // not reported too.
+        let from_written = keys.from.written() || keys.unknown_key;
+        let with_written = keys.with.written() || keys.unknown_key;
+        let (from, with) = (keys.from.take(), keys.with.take());
         if !from_written {
             bad_from = true;
             errors.spanned(

@@ -14,11 +14,11 @@ use crate::meta::List;
 
 /// Checks everything, recording each problem. Returns the model to expand, repaired
 /// where needed, or `None` when the item cannot implement `Process` at all.
-pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Errors) -> Option<Model<'a>> {
+pub(super) fn check<'a>(input: &'a DeriveInput, mut attrs: Attrs, errors: &mut Errors) -> Option<Model<'a>> {
     let ident = &input.ident;
     let expandable = check_item(input, errors);
     let default_name = || snake_case(&ident.unraw().to_string());
-    let name = match &attrs.name {
+    let name = match attrs.name.value() {
         Some(lit) => check_name(lit, errors).unwrap_or_else(default_name),
         None => default_name(),
     };
@@ -26,7 +26,7 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
         Some(first) => errors.spanned(first, message),
         None => errors.spanned(ident, message),
     };
-    let correlation = match (attrs.correlate_by, attrs.correlate_with) {
+    let correlation = match (attrs.correlate_by.take(), attrs.correlate_with.take()) {
         (Some(field), None) => Some(Correlation::Field(field)),
         (None, Some(function)) => Some(Correlation::Function(function)),
         (Some(_), Some(function)) => {
@@ -37,7 +37,7 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
             None
         }
         (None, None) => {
-            if !attrs.correlate_by_written && !attrs.correlate_with_written && !errors.unknown_key() {
+            if !attrs.correlate_by.written() && !attrs.correlate_with.written() && !attrs.unknown_key {
                 missing(
                     errors,
                     format!("missing `correlate_by = <field>`: name the field of every listed event that says which `{ident}` instance it belongs to, as in {USAGE} (or `correlate_with = <function>` to compute it from the envelope)"),
@@ -46,21 +46,21 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
             None
         }
     };
-    let events = match attrs.events {
+    let events = match attrs.events.take() {
         Some(list) if list.items.is_empty() => {
             errors.spanned(&list.tokens, format!("`events()` is empty; list the events `{ident}` reacts to, such as `events(CheckedOut, PaymentFailed)`"));
             Vec::new()
         }
         Some(list) => unique(list, "events", errors),
-        None if attrs.events_written || errors.unknown_key() => Vec::new(),
+        None if attrs.events.written() || attrs.unknown_key => Vec::new(),
         None => {
             missing(errors, format!("missing `events(...)`: list the events `{ident}` reacts to, as in {USAGE}"));
             Vec::new()
         }
     };
-    let commands = attrs.commands.map(|list| unique_routes(list, errors)).unwrap_or_default();
-    let deadlines = attrs.deadlines.map(|list| unique(list, "deadlines", errors)).unwrap_or_default();
-    let mut rejected = attrs.rejected.map(|list| unique(list, "rejected", errors)).unwrap_or_default();
+    let commands = attrs.commands.take().map(|list| unique_routes(list, errors)).unwrap_or_default();
+    let deadlines = attrs.deadlines.take().map(|list| unique(list, "deadlines", errors)).unwrap_or_default();
+    let mut rejected = attrs.rejected.take().map(|list| unique(list, "rejected", errors)).unwrap_or_default();
     rejected.retain(|ty| {
         let listed = commands.iter().any(|route| route.command.to_token_stream().to_string() == ty.to_token_stream().to_string());
         if !listed {

@@ -9,13 +9,15 @@ use crate::event_list::{self, at};
 
 pub(super) fn expand(model: &Model<'_>) -> TokenStream {
     let Model { ident, name, correlation, events, commands, deadlines, rejected } = model;
-    let event_types = event_list::stored_names(events);
+    let event_refs: Vec<_> = events.iter().collect();
+    let metas = event_list::metas(&event_refs);
+    let event_types = event_list::stored_names(events.len());
     let p = quote!(::annals::__private::process);
 
     // Which instance an event belongs to: its `correlate_by` field, read spanned on the
     // event type, so an event without the field is reported at the event.
-    let correlate = events.iter().map(|ty| {
-        let stored_as = event_list::is_stored_as(ty, &quote!(__event_type));
+    let correlate = events.iter().enumerate().map(|(index, ty)| {
+        let stored_as = event_list::is_stored_as(index, &quote!(__event_type));
         let read = match correlation {
             Some(Correlation::Function(function)) => quote_spanned! {at(function)=>
                 ::annals::__private::correlate_with(__envelope, #function)
@@ -30,8 +32,8 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
         };
         quote! { if #stored_as { return #read; } }
     });
-    let react_events = events.iter().map(|ty| {
-        let stored_as = event_list::is_stored_as(ty, &quote!(__event_type));
+    let react_events = events.iter().enumerate().map(|(index, ty)| {
+        let stored_as = event_list::is_stored_as(index, &quote!(__event_type));
         let react = quote_spanned! {at(ty)=>
             ::annals::__private::react_to_event::<Self, #ty>(self, __trigger, __effects)
         };
@@ -102,9 +104,11 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
             })
             .collect()
     };
-    let unique_names = event_list::unique_names(&events.iter().collect::<Vec<_>>(), &ident.to_string());
+    let unique_names = event_list::unique_names(&event_refs, &ident.to_string());
     quote! {
         const _: () = {
+            #metas
+
             #[automatically_derived]
             impl #p::Process for #ident {
                 const NAME: &'static str = #name;

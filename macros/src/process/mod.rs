@@ -61,7 +61,7 @@ pub(crate) struct Model<'a> {
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let mut errors = Errors::default();
     let attrs = attr::parse(input, &mut errors);
-    let krate = attrs.krate.clone();
+    let krate = attrs.krate.value().cloned();
     crate::meta::reject_inner(input, crate::symbol::PROCESS, &mut errors);
     let expanded = check::check(input, attrs, &mut errors).map(|model| expand::expand(&model)).unwrap_or_default();
     let expanded = match &krate {

@@ -14,16 +14,16 @@ use crate::event_list::{display, snake_case};
 /// Checks everything, recording each problem. Returns the model to expand, repaired
 /// where needed, or `None` when the item cannot implement `Projection` at all (a union,
 /// a type with lifetime parameters).
-pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Errors) -> Option<Model<'a>> {
+pub(super) fn check<'a>(input: &'a DeriveInput, mut attrs: Attrs, errors: &mut Errors) -> Option<Model<'a>> {
     let ident = &input.ident;
     let expandable = check_item(input, errors);
     let default_name = || snake_case(&ident.unraw().to_string());
-    let name = match &attrs.name {
+    let name = match attrs.name.value() {
         Some(lit) => check_name(lit, errors).unwrap_or_else(default_name),
         None => default_name(),
     };
 
-    let events = match attrs.events {
+    let events = match attrs.events.take() {
         Some(list) if list.items.is_empty() => {
             errors.spanned(
                 &list.tokens,
@@ -47,7 +47,7 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
             }
             events
         }
-        None if attrs.events_written || errors.unknown_key() => Vec::new(),
+        None if attrs.events.written() || attrs.unknown_key => Vec::new(),
         None => {
             let message = format!("missing `events(...)`: list the events `{ident}` handles, such as {USAGE}");
             match &attrs.first {
@@ -58,7 +58,7 @@ pub(super) fn check<'a>(input: &'a DeriveInput, attrs: Attrs, errors: &mut Error
         }
     };
 
-    expandable.then_some(Model { ident, generics: &input.generics, name, events, context: attrs.context })
+    expandable.then_some(Model { ident, generics: &input.generics, name, events, context: attrs.context.take() })
 }
 
 /// Whether the item can implement `Projection` at all.

@@ -15,17 +15,19 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
         param.bounds.push(syn::parse_quote!('static));
     }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
-    let event_types = event_list::stored_names(events);
+    let event_refs: Vec<_> = events.iter().collect();
+    let metas = event_list::metas(&event_refs);
+    let event_types = event_list::stored_names(events.len());
     let context = match context {
         Some(context) => quote!(#context),
         None => quote!(()),
     };
-    let arms = events.iter().map(|ty| {
-        let stored_as = event_list::is_stored_as(ty, &quote!(__event_type));
-        // Spanned on the event type: a missing `On` impl or a type that is not an event is
-        // reported there.
+    let arms = events.iter().enumerate().map(|(index, ty)| {
+        let stored_as = event_list::is_stored_as(index, &quote!(__event_type));
+        let meta = event_list::meta(index);
+        // Spanned on the event type: a missing `On` impl is reported there.
         let dispatch = quote_spanned! {at(ty)=>
-            ::annals::__private::dispatch_projection::<Self, #ty>(self, __envelope, __context).await
+            ::annals::__private::dispatch_projection::<Self, #ty>(self, __envelope, __context, &#meta).await
         };
         quote! {
             if #stored_as {
@@ -33,7 +35,7 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
             }
         }
     });
-    let unique_names = event_list::unique_names(&events.iter().collect::<Vec<_>>(), &ident.to_string());
+    let unique_names = event_list::unique_names(&event_refs, &ident.to_string());
     // `On<E>` requires it: a handler of an event not listed here does not compile. With
     // no valid list (its error is reported), every event counts as listed, so that the
     // user's `On` impls do not add an error each.
@@ -58,6 +60,8 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
     };
     quote! {
         const _: () = {
+            #metas
+
             #[automatically_derived]
             impl #impl_generics ::annals::Projection for #ident #ty_generics #where_clause {
                 const NAME: &'static str = #name;

@@ -102,6 +102,13 @@ fn main() {
     assert_eq!((removed.event_type(), removed.event_version()), ("cart.item_removed", 2));
     assert_eq!(added.to_payload().unwrap(), json!({"sku": "tea", "qty": 2}));
 
+    // Clone, Debug and PartialEq of the event enum, as `#[derive]` writes them.
+    assert_eq!(format!("{added:?}"), r#"ItemAdded(ItemAdded { sku: "tea", qty: 2 })"#);
+    assert_eq!(format!("{removed:#?}"), format!("{:#?}", (ItemRemoved { sku: "tea".into() },)).replacen('(', "ItemRemoved(", 1));
+    assert_eq!(added.clone(), added);
+    assert_ne!(added, removed);
+    assert_ne!(added, CartEvent::from(ItemAdded { sku: "tea".into(), qty: 3 }));
+
     // Decode round trip through an envelope.
     for event in [added.clone(), removed.clone()] {
         assert_eq!(CartEvent::decode(&envelope(&event)).unwrap(), event);
