@@ -131,11 +131,12 @@ pub use annals_macros::Event;
 /// )]
 /// ```
 ///
-/// Generated: `enum CartEvent` with one variant per event and `From<E>` for each (so a
-/// handler returns `Ok(vec![event.into()])`), [`EventSet`] for it,
-/// [`Aggregate`](trait@Aggregate) for the type, `enum CartCommand` with `From<C>` and
-/// `Handle<CartCommand>` dispatching to each `Handle<C>`. Missing `Apply`/`Handle`
-/// impls and duplicate event names are compile errors.
+/// Generated: `enum CartEvent` (`Clone`, `Debug`, `PartialEq`) with one variant per event
+/// and `From<E>` for each (so a handler returns `Ok(vec![event.into()])`), [`EventSet`]
+/// for it, [`Aggregate`](trait@Aggregate) for the type, `enum CartCommand` with `From<C>`
+/// and `Handle<CartCommand>` dispatching to each `Handle<C>`. Missing `Apply`/`Handle`
+/// impls, duplicate event names, and converting an event or command the lists do not
+/// name are compile errors.
 pub use annals_macros::Aggregate;
 
 /// Derives [`Projection`](trait@Projection) for a struct or enum; write one
