@@ -5,13 +5,15 @@
 //! events after the stream's current version and inserts only if that version is the
 //! expected one; the unique `(stream_id, stream_version)` index turns a lost race into a
 //! conflict. Writers on different streams never wait for each other. Only a failed
-//! insert costs more round trips: it looks up the events' ids (an idempotent retry
-//! returns the stored events, [`kit::already_stored`]) and the stream's version.
+//! insert costs one more round trip: one statement looks up the events' ids (an
+//! idempotent retry returns the stored events, [`kit::already_stored`]) and the stream's
+//! version (the conflict's `actual`).
 
 use std::collections::{BTreeMap, HashMap};
 
 use annals::store::kit;
 use annals::{Envelope, ExpectedVersion, NewEvent, StoreError};
+use sqlx::Row;
 use uuid::Uuid;
 
 use crate::error::{backend, store_error, violated_unique_constraint};
@@ -154,21 +156,29 @@ async fn reject(
     expected: ExpectedVersion,
     events: &[NewEvent],
 ) -> Result<Vec<Envelope>, StoreError> {
-    let operation = || format!("appending to stream `{stream_id}` (looking up event ids)");
+    let operation = || format!("appending to stream `{stream_id}` (looking up event ids and the stream's version)");
     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     let rows = store
-        .on_live_connection(|| sqlx::query(&store.sql().events_by_id).bind(&ids).fetch_all(store.pool()))
+        .on_live_connection(|| {
+            sqlx::query(&store.sql().rejected_append).bind(&ids).bind(stream_id).fetch_all(store.pool())
+        })
         .await
         .map_err(|e| store_error(operation(), e))?;
     let mut found = HashMap::with_capacity(rows.len());
+    let mut actual = 0;
     for row in &rows {
-        let envelope = rows::envelope(row, operation)?;
-        found.insert(envelope.event_id, envelope);
+        actual = row.try_get::<i64, _>("actual").map_err(|e| store_error(operation(), e))?;
+        // The outer join's one row of NULLs when no event has these ids.
+        let stored: Option<Uuid> = row.try_get("event_id").map_err(|e| store_error(operation(), e))?;
+        if stored.is_some() {
+            let envelope = rows::envelope(row, operation)?;
+            found.insert(envelope.event_id, envelope);
+        }
     }
     if let Some(stored) = kit::already_stored(stream_id, expected, events, |id| found.get(id))? {
         return Ok(stored);
     }
-    let actual = read::stream_version(store, stream_id).await?;
+    let actual = read::stream_version_from_db(stream_id, actual)?;
     Err(StoreError::Conflict { stream: stream_id.to_owned(), expected, actual })
 }
 

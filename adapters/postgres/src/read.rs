@@ -52,6 +52,12 @@ pub(crate) async fn stream_version(store: &PostgresStore, stream_id: &str) -> Re
         .on_live_connection(|| sqlx::query_scalar(&store.sql().stream_version).bind(stream_id).fetch_one(store.pool()))
         .await
         .map_err(|e| store_error(operation(), e))?;
+    stream_version_from_db(stream_id, version)
+}
+
+/// A stream's version as read from PostgreSQL (`coalesce(max(stream_version), 0)`);
+/// out of range is a corrupt stream.
+pub(crate) fn stream_version_from_db(stream_id: &str, version: i64) -> Result<u64, StoreError> {
     kit::from_db(version, 0, "stream version").map_err(|e| StoreError::Corrupt {
         stream: stream_id.to_owned(),
         version: None,

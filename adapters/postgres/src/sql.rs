@@ -91,8 +91,10 @@ pub(crate) struct Statements {
     /// `$1` stream, `$2..$8` the columns of one new event, for a stream expected to be
     /// empty: version 1, no lookup (the unique index rejects it if the stream exists).
     pub(crate) append_first: String,
-    /// `$1` event ids: the events stored under them, every column.
-    pub(crate) events_by_id: String,
+    /// After a failed append, in one round trip: `$1` event ids, `$2` stream; the events
+    /// stored under those ids (every column, `NULL`s when none is) and, on every row,
+    /// the stream's current version as `actual`.
+    pub(crate) rejected_append: String,
 
     // Reading.
     /// `$1` stream, `$2` first version, `$3` last version; the stream read columns.
@@ -209,7 +211,11 @@ impl Statements {
                  VALUES ($1, 1, $2, $3, $4, $5::text::json, coalesce($6::text::json, '{{}}'::json), $7, $8) \
                  RETURNING global_position, stream_version, recorded_at"
             ),
-            events_by_id: format!("SELECT {all} FROM {s}.events WHERE event_id = ANY($1::uuid[])"),
+            rejected_append: format!(
+                "SELECT {all}, current.actual FROM \
+                 (SELECT coalesce(max(stream_version), 0) AS actual FROM {s}.events WHERE stream_id = $2) AS current \
+                 LEFT JOIN {s}.events ON event_id = ANY($1::uuid[])"
+            ),
             read_stream: format!(
                 "SELECT {stream_read} FROM {s}.events \
                  WHERE stream_id = $1 AND stream_version BETWEEN $2 AND $3 ORDER BY stream_version"
@@ -417,7 +423,7 @@ mod tests {
         for statement in [&sql.append, &sql.read_stream, &sql.feed, &sql.save_snapshot, &sql.move_checkpoint] {
             assert!(statement.contains("\"s1\"."), "{statement}");
         }
-        assert!(!sql.read_stream.contains("stream_id,") && sql.events_by_id.contains(", stream_id FROM"));
+        assert!(!sql.read_stream.contains("stream_id,") && sql.rejected_append.contains(", stream_id, current.actual FROM"));
         assert_eq!(sql.consumer_lock_key("ledger"), "annals projection s1.ledger");
     }
 }
