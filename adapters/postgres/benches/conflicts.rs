@@ -3,7 +3,8 @@
 //! a hand-written store needs to report the same conflict with the actual version (the
 //! conditional insert that writes nothing, then a read of the version). Statements per
 //! conflict from `pg_stat_statements` (a throwaway server loads it; `DATABASE_URL` may
-//! not). `cargo bench -p annals-postgres --bench conflicts`; best of 3.
+//! not). `cargo bench -p annals-postgres --bench conflicts`; best of 3. Also counts the
+//! subscriber wake-ups (NOTIFY) the rejected appends send.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark reports failure by panicking")]
 
 use std::time::{Duration, Instant};
@@ -36,6 +37,17 @@ async fn reset(pool: &sqlx::PgPool) -> bool {
         && sqlx::query("SELECT pg_stat_statements_reset()").execute(pool).await.is_ok()
 }
 
+/// The notifications received since the last call: everything before a marker sent now
+/// (notifications arrive in commit order).
+async fn drain(listener: &mut sqlx::postgres::PgListener, pool: &sqlx::PgPool, channel: &str) -> u32 {
+    sqlx::query("SELECT pg_notify($1, 'marker')").bind(channel).execute(pool).await.unwrap();
+    let mut received = 0;
+    while listener.recv().await.unwrap().payload() != "marker" {
+        received += 1;
+    }
+    received
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
@@ -47,8 +59,13 @@ fn main() {
         let counting = reset(&pool).await;
         let (mut annals, mut raw) = (Vec::new(), Vec::new());
         let (mut annals_calls, mut raw_calls) = (None, None);
+        let channel = format!("annals:{schema}");
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.unwrap();
+        listener.listen(&channel).await.unwrap();
+        let mut notifications = 0;
         for _ in 0..ROUNDS {
             reset(&pool).await;
+            drain(&mut listener, &pool, &channel).await;
             let started = Instant::now();
             for _ in 0..CONFLICTS {
                 let outcome = store.append("cart-1", ExpectedVersion::Exact(1), vec![event()]).await;
@@ -56,6 +73,7 @@ fn main() {
             }
             annals.push(started.elapsed());
             annals_calls = statements(&pool, &schema).await;
+            notifications = drain(&mut listener, &pool, &channel).await;
 
             reset(&pool).await;
             let insert = format!(
@@ -92,5 +110,6 @@ fn main() {
         println!("   annals:   {:>7.1} µs per conflict, statements per conflict {}", per(annals), calls(annals_calls));
         println!("   raw sqlx: {:>7.1} µs per conflict, statements per conflict {}", per(raw), calls(raw_calls));
         println!("   annals / raw (time): {:.2}", annals.as_secs_f64() / raw.as_secs_f64());
+        println!("   subscriber wake-ups sent by annals' {CONFLICTS} rejected appends (last round): {notifications}");
     });
 }

@@ -110,7 +110,8 @@
 //!
 //! # Wake-ups
 //! Migration 2 adds a statement-level `AFTER INSERT` trigger on the events table that
-//! calls `pg_notify('annals:<schema>', '')`. [`wakeups`](EventFeed::wakeups) does not
+//! calls `pg_notify('annals:<schema>', '')`, since migration 8 only for an insert that
+//! wrote rows (an append rejected for its expected version notifies nobody). [`wakeups`](EventFeed::wakeups) does not
 //! open a connection per subscriber: the store's first subscriber starts **one** listener
 //! connection outside the pool (on the pool's connect options), whose notifications a
 //! task fans out to every subscriber of the store in the process; it reconnects after a

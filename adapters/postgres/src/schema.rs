@@ -174,13 +174,18 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 6, name: "json_as_written", template: include_str!("../migrations/0006_json_as_written.sql") },
     Migration { version: 7, name: "deadlines", template: include_str!("../migrations/0007_deadlines.sql") },
+    Migration {
+        version: 8,
+        name: "notify_only_when_written",
+        template: include_str!("../migrations/0008_notify_only_when_written.sql"),
+    },
 ];
 
 /// Every migration this version of annals-postgres knows, oldest first.
 ///
 /// ```
 /// let versions: Vec<i32> = annals_postgres::migrations().iter().map(|m| m.version).collect();
-/// assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
+/// assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
 /// ```
 pub fn migrations() -> &'static [Migration] {
     MIGRATIONS

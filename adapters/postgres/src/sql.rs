@@ -423,7 +423,9 @@ mod tests {
         for statement in [&sql.append, &sql.read_stream, &sql.feed, &sql.save_snapshot, &sql.move_checkpoint] {
             assert!(statement.contains("\"s1\"."), "{statement}");
         }
-        assert!(!sql.read_stream.contains("stream_id,") && sql.rejected_append.contains(", stream_id, current.actual FROM"));
+        assert!(
+            !sql.read_stream.contains("stream_id,") && sql.rejected_append.contains(", stream_id, current.actual FROM")
+        );
         assert_eq!(sql.consumer_lock_key("ledger"), "annals projection s1.ledger");
     }
 }

@@ -169,6 +169,31 @@ async fn appends_wake_subscribers() {
     assert!(tokio::time::timeout(Duration::from_millis(300), wakeups.next()).await.is_err());
 }
 
+/// An append rejected for its expected version writes nothing and notifies nobody
+/// (migration 8): the notification that follows it on the channel is the marker sent
+/// after it, not an empty one from the rejected insert. Two conflicting appends of one
+/// and of two events, then a written one: exactly one empty notification, after the marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_append_notifies_nobody() {
+    let _gate = GATE.write().await;
+    let store = store().await;
+    let channel = format!("annals:{}", store.schema().as_str());
+    let mut listener = sqlx::postgres::PgListener::connect_with(store.pool()).await.unwrap();
+    listener.listen(&channel).await.unwrap();
+    store.append("s", ExpectedVersion::Exact(0), vec![event(1)]).await.unwrap();
+    assert_eq!(listener.recv().await.unwrap().payload(), "", "a written append notifies");
+    for events in [vec![event(2)], vec![event(3), event(4)]] {
+        let rejected = store.append("s", ExpectedVersion::Exact(5), events).await;
+        assert!(matches!(rejected, Err(annals::StoreError::Conflict { actual: 1, .. })), "{rejected:?}");
+    }
+    sqlx::query("SELECT pg_notify($1, 'marker')").bind(&channel).execute(store.pool()).await.unwrap();
+    assert_eq!(listener.recv().await.unwrap().payload(), "marker", "the rejected appends sent nothing");
+    store.append("s", ExpectedVersion::Exact(1), vec![event(5), event(6)]).await.unwrap();
+    assert_eq!(listener.recv().await.unwrap().payload(), "", "a written batch notifies once");
+    sqlx::query("SELECT pg_notify($1, 'marker')").bind(&channel).execute(store.pool()).await.unwrap();
+    assert_eq!(listener.recv().await.unwrap().payload(), "marker", "and only once");
+}
+
 /// A writer whose connections set `annals.notify = off` wakes nobody (its appends skip
 /// NOTIFY and its commit-serializing lock); readers still find its events by polling.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
