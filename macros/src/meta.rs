@@ -419,6 +419,16 @@ fn spanned_or(errors: &mut Errors, tokens: TokenStream, span: Span, message: imp
     }
 }
 
+/// `events(ItemAdded, ItemRemoved)` of an aggregate or a projection.
+pub(crate) fn event_types(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Option<List<syn::TypePath>>> {
+    list(
+        meta,
+        errors,
+        "expected a list of event types such as `events(ItemAdded, ItemRemoved)`",
+        "expected an event type such as `ItemAdded` or `crate::cart::ItemAdded`",
+    )
+}
+
 /// `crate = "path"`: the path annals is found at. Records an error on a value that is not
 /// a string holding a path.
 pub(crate) fn crate_path(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Option<TokenStream>> {

@@ -19,12 +19,7 @@ attributes! {
         /// `name = "cart"`: the stored aggregate name.
         name: Slot<LitStr> = NAME => |meta, errors| meta::assign(meta, errors, "expected a string such as `name = \"cart\"`"),
         /// `events(ItemAdded, ItemRemoved)`.
-        events: Slot<List<TypePath>> = EVENTS => |meta, errors| meta::list(
-            meta,
-            errors,
-            "expected a list of event types such as `events(ItemAdded, ItemRemoved)`",
-            "expected an event type such as `ItemAdded` or `crate::cart::ItemAdded`",
-        ),
+        events: Slot<List<TypePath>> = EVENTS => meta::event_types,
         /// `commands(AddItem, RemoveItem)`.
         commands: Slot<List<TypePath>> = COMMANDS => |meta, errors| meta::list(
             meta,

@@ -19,12 +19,7 @@ attributes! {
         /// `name = "cart_summaries"`: the checkpoint name.
         name: Slot<LitStr> = NAME => |meta, errors| meta::assign(meta, errors, "expected a string such as `name = \"cart_summaries\"`"),
         /// `events(ItemAdded, ItemRemoved)`.
-        events: Slot<List<TypePath>> = EVENTS => |meta, errors| meta::list(
-            meta,
-            errors,
-            "expected a list of event types such as `events(ItemAdded, ItemRemoved)`",
-            "expected an event type such as `ItemAdded` or `crate::cart::ItemAdded`",
-        ),
+        events: Slot<List<TypePath>> = EVENTS => meta::event_types,
         /// `context = annals_postgres::PgConnection`.
         context: Slot<Type> = CONTEXT => |meta, errors| meta::assign(
             meta,
