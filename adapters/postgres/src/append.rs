@@ -164,10 +164,13 @@ async fn reject(
         })
         .await
         .map_err(|e| store_error(operation(), e))?;
+    // Every row carries the version; the outer join gives at least one row.
+    let actual: i64 = match rows.first() {
+        Some(row) => row.try_get("actual").map_err(|e| store_error(operation(), e))?,
+        None => return Err(backend(operation(), "PostgreSQL returned no row for the stream's version".to_owned())),
+    };
     let mut found = HashMap::with_capacity(rows.len());
-    let mut actual = 0;
     for row in &rows {
-        actual = row.try_get::<i64, _>("actual").map_err(|e| store_error(operation(), e))?;
         // The outer join's one row of NULLs when no event has these ids.
         let stored: Option<Uuid> = row.try_get("event_id").map_err(|e| store_error(operation(), e))?;
         if stored.is_some() {
