@@ -315,16 +315,16 @@ async fn sequential(side: Side, tag: String) -> Duration {
     start.elapsed()
 }
 
-/// Runs `per_task` commands in each of 8 concurrent tasks: task `t`'s `i`th command is
-/// `add(n)` on cart `id`, where `(id, n) = target(t, i)`. Returns the time and the
+/// Runs `per_task` commands in each of `tasks` concurrent tasks: task `t`'s `i`th command
+/// is `add(n)` on cart `id`, where `(id, n) = target(t, i)`. Returns the time and the
 /// number of retries.
-async fn in_tasks<F>(side: &Side, per_task: u64, target: F) -> (Duration, u64)
+async fn in_tasks<F>(side: &Side, tasks: u64, per_task: u64, target: F) -> (Duration, u64)
 where
     F: Fn(u64, u64) -> (String, u64) + Clone + Send + 'static,
 {
     let retries = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let tasks: Vec<_> = (0..8u64)
+    let tasks: Vec<_> = (0..tasks)
         .map(|t| {
             let (side, retries, target) = (side.clone(), retries.clone(), target.clone());
             tokio::spawn(async move {
@@ -366,13 +366,19 @@ fn print_cached(cached: Duration, uncached: Duration, same: Duration, minimal: D
 
 /// Workload 2: 4,000 commands over 400 streams from 8 concurrent tasks.
 async fn concurrent(side: Side, tag: String) -> Duration {
-    in_tasks(&side, 500, move |t, i| (format!("{tag}-{}", t * 50 + i % 50), i)).await.0
+    in_tasks(&side, 8, 500, move |t, i| (format!("{tag}-{}", t * 50 + i % 50), i)).await.0
+}
+
+/// Workload 2b: 4,000 commands over 384 streams from 32 concurrent tasks (12 streams
+/// each), on the same pools of 8 connections.
+async fn crowd(side: Side, tag: String) -> Duration {
+    in_tasks(&side, 32, 125, move |t, i| (format!("{tag}-{t}-{}", i % 12), i)).await.0
 }
 
 /// Workload 4: 8 tasks × 100 commands on one stream, retrying on conflicts; returns the
 /// time and the number of retries, after checking the stream has versions 1..=800.
 async fn contended(side: &Side) -> (Duration, u64) {
-    let (time, retries) = in_tasks(side, 100, |t, i| ("hot".to_owned(), t * 100 + i)).await;
+    let (time, retries) = in_tasks(side, 8, 100, |t, i| ("hot".to_owned(), t * 100 + i)).await;
     assert_eq!(side.versions("hot").await, (1..=800).collect::<Vec<_>>(), "exactly 800 events, contiguous versions");
     (time, retries)
 }
@@ -422,6 +428,39 @@ fn print_notify_off(on: Duration, off: Duration, commands: f64) {
         ratio(off, on),
         100.0 * (1.0 - off.as_secs_f64() / on.as_secs_f64()),
     );
+}
+
+/// Prints annals' time without group commit against its time with it.
+fn print_group_commit_off(on: Duration, off: Duration, commands: f64) {
+    println!(
+        "   annals without group commit {:>8.2} ms ({:>5.0}/s): with/without throughput {:.2}",
+        ms(off),
+        commands / off.as_secs_f64(),
+        ratio(on, off),
+    );
+}
+
+/// Prints how many events each side's INSERT statements wrote per statement, and how many
+/// events each commit wrote (from the rows' transaction ids), since the last reset.
+async fn print_group_sizes(pool: &PgPool, sides: &[(&str, &Side)]) {
+    let mut line = "   events per INSERT statement:".to_owned();
+    for (name, side) in sides {
+        let rows: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT sum(calls)::int8, sum(rows)::int8 FROM pg_stat_statements \
+             WHERE query LIKE '%' || $1 || '%' AND query ILIKE '%INSERT%' AND rows > 0",
+        )
+        .bind(side.schema())
+        .fetch_one(pool)
+        .await
+        .ok();
+        match rows {
+            Some((Some(calls), Some(rows))) if calls > 0 => {
+                line += &format!(" {name} {:.2};", rows as f64 / calls as f64)
+            }
+            _ => line += &format!(" {name} n/a;"),
+        }
+    }
+    println!("{}", line.trim_end_matches(';'));
 }
 
 /// Calls and server time per call (µs, planning included) of the statements starting with
@@ -479,6 +518,10 @@ async fn bench() {
     let cached = annals_store.clone().with_schema(fresh_schema_name());
     cached.migrate().await.unwrap();
     let cached = Side::annals_cached(cached);
+    // annals without group commit, in a migrated schema of its own.
+    let solo = annals_store.clone().with_schema(fresh_schema_name()).group_commit_up_to(1);
+    solo.migrate().await.unwrap();
+    let solo = Side::annals(solo);
     let three = [&annals, &same, &minimal];
     let named = [("annals", &annals), ("raw same table", &same), ("raw minimal", &minimal)];
     println!(
@@ -490,16 +533,17 @@ async fn bench() {
     );
 
     // Warm up: prepare statements on every connection of every pool.
-    for side in [&annals, &same, &minimal, &quiet, &cached] {
+    for side in [&annals, &same, &minimal, &quiet, &cached, &solo] {
         concurrent(side.clone(), "warm".to_owned()).await;
     }
 
-    // 1) and 2), with NOTIFY off as a fourth side.
-    let four = [&annals, &same, &minimal, &quiet];
+    // 1) and 2), with NOTIFY off as a fourth side and no group commit as a fifth.
+    let five = [&annals, &same, &minimal, &quiet, &solo];
     let counting = reset_statements(&pool).await;
-    let t = measure(&four, "w1", sequential).await;
+    let t = measure(&five, "w1", sequential).await;
     print_sides("1) 2,000 commands, each on a new stream, sequential:", [t[0], t[1], t[2]], Some(2000.0));
     print_notify_off(t[0], t[3], 2000.0);
+    print_group_commit_off(t[0], t[4], 2000.0);
     if counting {
         let mut line = "   round trips per command:".to_owned();
         for (name, side) in &named {
@@ -511,11 +555,30 @@ async fn bench() {
     }
 
     let counting = reset_statements(&pool).await;
-    let t = measure(&four, "w2", concurrent).await;
+    let t = measure(&five, "w2", concurrent).await;
     print_sides("2) 4,000 commands over 400 streams, 8 tasks:", [t[0], t[1], t[2]], Some(4000.0));
     print_notify_off(t[0], t[3], 4000.0);
+    print_group_commit_off(t[0], t[4], 4000.0);
     if counting {
         print_server_times(&pool, "INSERT", &[named[0], named[1], named[2], ("annals notify off", &quiet)]).await;
+        print_group_sizes(
+            &pool,
+            &[("annals", &annals), ("annals notify off", &quiet), ("annals no group commit", &solo)],
+        )
+        .await;
+    }
+
+    let counting = reset_statements(&pool).await;
+    let t = measure(&five, "w2b", crowd).await;
+    print_sides("2b) 4,000 commands over 384 streams, 32 tasks (pools of 8):", [t[0], t[1], t[2]], Some(4000.0));
+    print_notify_off(t[0], t[3], 4000.0);
+    print_group_commit_off(t[0], t[4], 4000.0);
+    if counting {
+        print_group_sizes(
+            &pool,
+            &[("annals", &annals), ("annals notify off", &quiet), ("annals no group commit", &solo)],
+        )
+        .await;
     }
 
     // 3) Loading an aggregate with 5,000 events, median of 20 loads.

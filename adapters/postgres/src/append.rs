@@ -4,7 +4,8 @@
 //! An append is **one statement and one round trip**: an insert that numbers the new
 //! events after the stream's current version and inserts only if that version is the
 //! expected one; the unique `(stream_id, stream_version)` index turns a lost race into a
-//! conflict. Writers on different streams never wait for each other. Only a failed
+//! conflict. Writers on different streams never lock each other out (appends that queue
+//! up behind one in flight are written together, `group_commit.rs`). Only a failed
 //! insert costs one more round trip: one statement looks up the events' ids (an
 //! idempotent retry returns the stored events, [`kit::already_stored`]) and the stream's
 //! version (the conflict's `actual`).
@@ -17,6 +18,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::error::{backend, store_error, violated_unique_constraint};
+use crate::group_commit::Start;
 use crate::json::JsonText;
 use crate::rows::{self, Written};
 use crate::{read, PostgresStore};
@@ -46,11 +48,27 @@ pub(crate) async fn append(
         ExpectedVersion::Any => None,
         ExpectedVersion::Exact(version) => Some(kit::bound_to_db(version)),
     };
+    // A bad event fails before it waits for a group.
+    for event in &events {
+        schema_version(stream_id, event)?;
+    }
+    let (events, mut first, turn) = match crate::group_commit::start(store, stream_id, expected_version, events).await?
+    {
+        Start::Alone(events, turn) => (events, None, turn),
+        Start::Decided(events, attempt) => (events, Some(attempt), None),
+    };
     let batch = Batch::new(stream_id, &events)?;
+    let mut turn = turn;
     let mut attempts = 0;
     let mut written = loop {
         attempts += 1;
-        match try_append(store, stream_id, expected_version, &batch).await? {
+        let attempt = match first.take() {
+            Some(attempt) => attempt,
+            None => try_append(store, stream_id, expected_version, &batch).await?,
+        };
+        // Appends queued behind this one's first attempt go on as a group.
+        drop(turn.take());
+        match attempt {
             Attempt::Written(written) => break written,
             Attempt::Taken { versions: true }
                 if expected == ExpectedVersion::Any && attempts < ANY_VERSION_ATTEMPTS =>
@@ -90,7 +108,7 @@ pub(crate) async fn append(
 }
 
 /// The outcome of one attempt of the append statement.
-enum Attempt {
+pub(crate) enum Attempt {
     /// The events were written.
     Written(Vec<Written>),
     /// The stream was not at the expected version; nothing was written.
@@ -98,6 +116,16 @@ enum Attempt {
     /// A unique constraint stopped the insert: a concurrent writer took the versions
     /// (`stream_version`), or an event id is already stored (`event_id`).
     Taken { versions: bool },
+}
+
+/// One attempt of the append statement for `events` alone (a group of one).
+pub(crate) async fn attempt_alone(
+    store: &PostgresStore,
+    stream_id: &str,
+    expected: Option<i64>,
+    events: &[NewEvent],
+) -> Result<Attempt, StoreError> {
+    try_append(store, stream_id, expected, &Batch::new(stream_id, events)?).await
 }
 
 async fn try_append(
@@ -117,16 +145,7 @@ async fn try_append(
         Batch::One { event, version } => {
             bind_one(sqlx::query(&sql.append_one).bind(stream_id).bind(expected), event, *version)
         }
-        Batch::Many(columns) => sqlx::query(&sql.append)
-            .bind(stream_id)
-            .bind(expected)
-            .bind(&columns.ids)
-            .bind(&columns.types)
-            .bind(&columns.versions)
-            .bind(&columns.payloads)
-            .bind(&columns.metadata)
-            .bind(&columns.correlation_ids)
-            .bind(&columns.causation_ids),
+        Batch::Many(columns) => columns.bind(sqlx::query(&sql.append).bind(stream_id).bind(expected)),
     };
     // A dead pooled connection costs no attempt; a lost reply is safe to repeat: the
     // same event ids are sent again, and an already stored append is recognized.
@@ -202,8 +221,8 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// The new events as one array per column, borrowed from the events.
-struct Columns<'a> {
+/// New events as one array per column, borrowed from the events.
+pub(crate) struct Columns<'a> {
     ids: Vec<Uuid>,
     types: Vec<&'a str>,
     versions: Vec<i32>,
@@ -215,29 +234,51 @@ struct Columns<'a> {
 
 impl<'a> Columns<'a> {
     fn new(stream_id: &str, events: &'a [NewEvent]) -> Result<Self, StoreError> {
-        let mut columns = Columns {
-            ids: Vec::with_capacity(events.len()),
-            types: Vec::with_capacity(events.len()),
-            versions: Vec::with_capacity(events.len()),
-            payloads: Vec::with_capacity(events.len()),
-            metadata: Vec::with_capacity(events.len()),
-            correlation_ids: Vec::with_capacity(events.len()),
-            causation_ids: Vec::with_capacity(events.len()),
-        };
+        let mut columns = Columns::with_capacity(events.len());
         for event in events {
-            columns.ids.push(event.event_id);
-            columns.types.push(&event.event_type);
-            columns.versions.push(schema_version(stream_id, event)?);
-            columns.payloads.push(JsonText(&event.payload));
-            columns.metadata.push(extra_metadata(event));
-            columns.correlation_ids.push(event.metadata.correlation_id);
-            columns.causation_ids.push(event.metadata.causation_id);
+            columns.push(stream_id, event)?;
         }
         Ok(columns)
     }
+
+    pub(crate) fn with_capacity(events: usize) -> Self {
+        Columns {
+            ids: Vec::with_capacity(events),
+            types: Vec::with_capacity(events),
+            versions: Vec::with_capacity(events),
+            payloads: Vec::with_capacity(events),
+            metadata: Vec::with_capacity(events),
+            correlation_ids: Vec::with_capacity(events),
+            causation_ids: Vec::with_capacity(events),
+        }
+    }
+
+    /// Adds `event`, appended to `stream_id`.
+    pub(crate) fn push(&mut self, stream_id: &str, event: &'a NewEvent) -> Result<(), StoreError> {
+        self.ids.push(event.event_id);
+        self.types.push(&event.event_type);
+        self.versions.push(schema_version(stream_id, event)?);
+        self.payloads.push(JsonText(&event.payload));
+        self.metadata.push(extra_metadata(event));
+        self.correlation_ids.push(event.metadata.correlation_id);
+        self.causation_ids.push(event.metadata.causation_id);
+        Ok(())
+    }
+
+    /// Binds the seven arrays after the parameters already bound.
+    pub(crate) fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(&self.ids)
+            .bind(&self.types)
+            .bind(&self.versions)
+            .bind(&self.payloads)
+            .bind(&self.metadata)
+            .bind(&self.correlation_ids)
+            .bind(&self.causation_ids)
+    }
 }
 
-type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// Binds the columns of one new event after the parameters already bound.
 fn bind_one<'q>(query: PgQuery<'q>, event: &'q NewEvent, version: i32) -> PgQuery<'q> {

@@ -8,8 +8,11 @@
 //!   the stream's current version and inserts only if that version is the expected one;
 //!   the unique `(stream_id, stream_version)` index turns a lost race into
 //!   [`StoreError::Conflict`](annals::StoreError::Conflict). Writers on different streams
-//!   never wait for each other. Stream reads are one streamed query (constant memory,
-//!   however long the stream);
+//!   never lock each other out; appends that arrive while another is in flight are
+//!   written together by **group commit**, one statement and one commit for all of them,
+//!   each with its own expected-version check and outcome
+//!   ([`PostgresStore::group_commit_up_to`]). Stream reads are one streamed query
+//!   (constant memory, however long the stream);
 //! - [`EventFeed`](annals::EventFeed): every event in commit order without gaps, below
 //!   the oldest running transaction, woken by LISTEN/NOTIFY (see [`feed`]);
 //! - [`SnapshotStore`](annals::store::SnapshotStore) on `<schema>.snapshots`;
@@ -83,6 +86,7 @@ mod deadlines;
 mod error;
 pub mod feed;
 mod feed_window;
+mod group_commit;
 mod inspect;
 mod json;
 mod listener;

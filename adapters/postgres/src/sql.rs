@@ -91,6 +91,12 @@ pub(crate) struct Statements {
     /// `$1` stream, `$2..$8` the columns of one new event, for a stream expected to be
     /// empty: version 1, no lookup (the unique index rejects it if the stream exists).
     pub(crate) append_first: String,
+    /// Appends to several streams at once (a group commit, `group_commit.rs`): `$1`
+    /// stream, `$2` expected version (NULL: any) and `$3` the event's number within its
+    /// append (1, 2, ...), then `$4..$10` the columns of [`append`](Self::append), one
+    /// element per new event. Each stream's events are written only if it is at its
+    /// expected version; returns one row per inserted event, with its `stream_id`.
+    pub(crate) append_grouped: String,
     /// After a failed append, in one round trip: `$1` event ids, `$2` stream; the events
     /// stored under those ids (every column, `NULL`s when none is) and, on every row,
     /// the stream's current version as `actual`.
@@ -210,6 +216,29 @@ impl Statements {
                                          payload, metadata, correlation_id, causation_id) \
                  VALUES ($1, 1, $2, $3, $4, $5::text::json, coalesce($6::text::json, '{{}}'::json), $7, $8) \
                  RETURNING global_position, stream_version, recorded_at"
+            ),
+            // Rows go in by stream, then version: concurrent group commits in other
+            // processes take the unique index's entries in the same order, so they wait
+            // for each other instead of deadlocking.
+            append_grouped: format!(
+                "WITH new AS (\
+                     SELECT * FROM unnest($1::text[], $2::int8[], $3::int4[], $4::uuid[], $5::text[], $6::int4[], \
+                                          $7::text[], $8::text[], $9::uuid[], $10::uuid[]) \
+                         AS new(stream_id, expected, step, event_id, event_type, event_version, payload, metadata, \
+                                correlation_id, causation_id)), \
+                 current AS (\
+                     SELECT streams.stream_id, \
+                            (SELECT coalesce(max(stream_version), 0) FROM {s}.events \
+                             WHERE {s}.events.stream_id = streams.stream_id) AS version \
+                     FROM (SELECT DISTINCT stream_id FROM new) AS streams) \
+                 INSERT INTO {s}.events (stream_id, stream_version, event_id, event_type, event_version, \
+                                         payload, metadata, correlation_id, causation_id) \
+                 SELECT new.stream_id, current.version + new.step, new.event_id, new.event_type, new.event_version, \
+                        new.payload::json, coalesce(new.metadata::json, '{{}}'::json), new.correlation_id, new.causation_id \
+                 FROM new JOIN current ON current.stream_id = new.stream_id \
+                 WHERE new.expected IS NULL OR current.version = new.expected \
+                 ORDER BY new.stream_id, new.step \
+                 RETURNING stream_id, global_position, stream_version, recorded_at"
             ),
             rejected_append: format!(
                 "SELECT {all}, current.actual FROM \

@@ -46,23 +46,42 @@ struct Inner {
     feed_reads: tokio::sync::Semaphore,
     /// The window of the feed its subscribers share (`feed_window.rs`).
     feed_window: crate::feed_window::FeedWindow,
+    /// Appends waiting to be written together (`group_commit.rs`).
+    group_commit: crate::group_commit::GroupCommit,
+}
+
+/// What [`PostgresStore`]'s builder methods set.
+#[derive(Clone)]
+struct Settings {
+    schema: SchemaName,
+    warn_held_back_after: Duration,
+    group_limit: usize,
 }
 
 /// How long the feed may be held back by one transaction before the store warns, by default.
 const WARN_HELD_BACK_AFTER: Duration = Duration::from_secs(30);
 
 impl Inner {
-    fn new(pool: PgPool, schema: SchemaName, warn_held_back_after: Duration) -> Self {
+    fn new(pool: PgPool, settings: Settings) -> Self {
         Inner {
-            sql: Statements::new(schema),
+            sql: Statements::new(settings.schema),
             listener: crate::listener::SharedListener::default(),
             held_back: crate::feed::HeldBack::default(),
-            warn_held_back_after,
+            warn_held_back_after: settings.warn_held_back_after,
+            group_commit: crate::group_commit::GroupCommit::new(settings.group_limit),
             feed_reads: tokio::sync::Semaphore::new(
                 usize::try_from(pool.options().get_max_connections() / 2).unwrap_or(1).max(1),
             ),
             feed_window: crate::feed_window::FeedWindow::default(),
             pool,
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            schema: self.sql.schema.clone(),
+            warn_held_back_after: self.warn_held_back_after,
+            group_limit: self.group_commit.limit(),
         }
     }
 }
@@ -150,7 +169,12 @@ impl PostgresStore {
     /// # Ok(()) }
     /// ```
     pub fn new(pool: PgPool) -> Self {
-        PostgresStore { inner: Arc::new(Inner::new(pool, SchemaName::default(), WARN_HELD_BACK_AFTER)) }
+        let settings = Settings {
+            schema: SchemaName::default(),
+            warn_held_back_after: WARN_HELD_BACK_AFTER,
+            group_limit: crate::group_commit::DEFAULT_GROUP_LIMIT,
+        };
+        PostgresStore { inner: Arc::new(Inner::new(pool, settings)) }
     }
 
     /// The same store with its tables in `schema` (sharing the pool).
@@ -163,8 +187,7 @@ impl PostgresStore {
     /// # Ok(()) }
     /// ```
     pub fn with_schema(self, schema: SchemaName) -> Self {
-        let inner = Inner::new(self.inner.pool.clone(), schema, self.inner.warn_held_back_after);
-        PostgresStore { inner: Arc::new(inner) }
+        self.with_settings(Settings { schema, ..self.inner.settings() })
     }
 
     /// The same store (same pool and schema), warning (`tracing::warn!`, naming the
@@ -178,8 +201,35 @@ impl PostgresStore {
     /// # }
     /// ```
     pub fn warn_when_feed_held_back_for(self, after: Duration) -> Self {
-        let inner = Inner::new(self.inner.pool.clone(), self.inner.sql.schema.clone(), after);
-        PostgresStore { inner: Arc::new(inner) }
+        self.with_settings(Settings { warn_held_back_after: after, ..self.inner.settings() })
+    }
+
+    /// The same store (same pool and schema), writing at most `appends` appends per group
+    /// commit (default 64); `1` turns group commit off.
+    ///
+    /// With group commit, appends to different streams that arrive while another append
+    /// of this store is in flight are written together when it is done: one statement
+    /// and one commit (one WAL flush, one NOTIFY) for all of them, each with its own
+    /// expected-version check and its own outcome. A lone append never waits for a
+    /// group. See [`EventStore::append`](annals::EventStore::append) and the crate's
+    /// README for what it gains.
+    ///
+    /// ```no_run
+    /// # fn run(store: annals_postgres::PostgresStore) {
+    /// let one_by_one = store.group_commit_up_to(1);
+    /// # }
+    /// ```
+    pub fn group_commit_up_to(self, appends: usize) -> Self {
+        self.with_settings(Settings { group_limit: appends, ..self.inner.settings() })
+    }
+
+    /// A store on the same pool with `settings` (and state of its own).
+    fn with_settings(&self, settings: Settings) -> Self {
+        PostgresStore { inner: Arc::new(Inner::new(self.inner.pool.clone(), settings)) }
+    }
+
+    pub(crate) fn group_commit(&self) -> &crate::group_commit::GroupCommit {
+        &self.inner.group_commit
     }
 
     /// How long the feed may be held back before a warning; see

@@ -426,3 +426,57 @@ async fn consumers_name_who_holds_their_runner_lock() {
         .unwrap();
     assert_eq!(store.consumers().await.unwrap()[0].held_by, None);
 }
+
+/// Two processes (stores on pools of their own) with 8 tasks each, 800 commands on 40
+/// carts they share: group commits write many appends per transaction, and one process's
+/// writes make the other's groups fail as a whole (a version taken between its read and
+/// its insert); every command lands exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commits_of_two_processes_lose_and_duplicate_nothing() {
+    let first = store().await;
+    let pool = PostgresStore::pool_options().connect_with((*first.pool().connect_options()).clone()).await.unwrap();
+    let second = PostgresStore::new(pool).with_schema(first.schema().clone());
+    let cart = |task: u32, n: u32| format!("c{}", (task * 7 + n) % 40);
+    let tasks: Vec<_> = [first.clone(), second]
+        .into_iter()
+        .enumerate()
+        .flat_map(|(process, store)| {
+            let carts = Repository::<Cart, _>::new(store);
+            (0..8u32).map(move |task| {
+                let carts = carts.clone();
+                tokio::spawn(async move {
+                    for n in 0..50u32 {
+                        let sku = format!("p{process}-t{task}");
+                        carts.execute(&cart(task, n), AddItem { sku, qty: 1, unit_price_cents: 1 }).await.unwrap();
+                    }
+                })
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut expected = std::collections::BTreeMap::<String, u64>::new();
+    for task in 0..8 {
+        for n in 0..50 {
+            *expected.entry(cart(task, n)).or_default() += 2; // once per process
+        }
+    }
+    let carts = Repository::<Cart, _>::new(first.clone());
+    for (id, commands) in &expected {
+        let loaded = carts.load(id).await.unwrap();
+        assert_eq!(loaded.version, *commands, "{id}");
+        let history = carts.history(id, ..).await.unwrap();
+        assert_eq!(history.iter().map(|e| e.stream_version).collect::<Vec<_>>(), (1..=*commands).collect::<Vec<_>>());
+        let qty: u32 = loaded.state.items.values().map(|line| line.qty).sum();
+        assert_eq!(u64::from(qty), *commands, "{id}: one item per command");
+    }
+    let (events, transactions): (i64, i64) =
+        sqlx::query_as(&format!("SELECT count(*), count(DISTINCT transaction_id) FROM {}", table(&first, "events")))
+            .fetch_one(first.pool())
+            .await
+            .unwrap();
+    assert_eq!(events, 800);
+    assert!(transactions < events, "group commits wrote several appends per transaction: {transactions} for {events}");
+    println!("{events} events in {transactions} transactions");
+}
