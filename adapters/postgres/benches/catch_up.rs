@@ -13,6 +13,7 @@
 use std::time::{Duration, Instant};
 
 use annals::prelude::*;
+use annals::store::{Checkpoint, EventFeed, Filter};
 use annals::subscription::{ExactlyOnce, InMemoryProjection, Subscription, SubscriptionOptions};
 use annals::{BoxError, NewEvent};
 use annals_postgres::sqlx::types::Json;
@@ -101,7 +102,7 @@ async fn bench() {
     );
 
     let expected: u64 = (0..1000u64).map(|i| 1 + i % 3).sum::<u64>() * (EVENTS / 1000);
-    let (mut pg, mut memory, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut pg, mut memory, mut raw, mut feed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let start = Instant::now();
         let sink = ExactlyOnce::new(store.clone(), Units::default()).named(format!("units_{round}"));
@@ -145,11 +146,35 @@ async fn bench() {
         }
         raw.push(start.elapsed());
         assert_eq!((read, units), (EVENTS, expected));
+
+        // The gap-safe feed alone: pages of envelopes, decoded into the event, no consumer.
+        let start = Instant::now();
+        let (mut after, mut units, mut read) = (Checkpoint::default(), 0u64, 0u64);
+        let filter = Filter::all().event_types(["cart.item_added"]);
+        loop {
+            let batch = store.read_feed(after, &filter, PAGE).await.unwrap();
+            for event in &batch.events {
+                units += u64::from(event.envelope.decode::<ItemAdded>().unwrap().qty);
+                read += 1;
+            }
+            if batch.next == after {
+                break;
+            }
+            after = batch.next;
+        }
+        feed.push(start.elapsed());
+        assert_eq!((read, units), (EVENTS, expected));
     }
     let best = |times: &[Duration]| times.iter().min().copied().unwrap_or_default();
     let rate = |d: Duration| EVENTS as f64 / d.as_secs_f64();
-    let (pg, memory, raw) = (best(&pg), best(&memory), best(&raw));
+    let (pg, memory, raw, feed) = (best(&pg), best(&memory), best(&raw), best(&feed));
     println!("raw sqlx pages by position:           {:>8.0} events/s ({:>6.1} ms)", rate(raw), raw.as_secs_f64() * 1e3);
+    println!(
+        "EventFeed::read_feed pages alone:     {:>8.0} events/s ({:>6.1} ms), ratio annals/raw {:.2}",
+        rate(feed),
+        feed.as_secs_f64() * 1e3,
+        rate(feed) / rate(raw)
+    );
     println!(
         "Subscription -> ExactlyOnce:          {:>8.0} events/s ({:>6.1} ms), ratio annals/raw {:.2}",
         rate(pg),

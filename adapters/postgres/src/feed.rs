@@ -24,7 +24,8 @@
 //! where *confirmed running in another database* means: after `S` was taken, the same
 //! statement found `x` as the `backend_xid` of a session in `pg_stat_activity` whose
 //! `datname` is not `current_database()`, or as a prepared transaction in
-//! `pg_prepared_xacts` whose `database` is not `current_database()` (`sql::HORIZON`). The
+//! `pg_prepared_xacts` whose `database` is not `current_database()` (`feed_horizon()` of
+//! migration 9, a `STABLE` function: it runs on the calling statement's snapshot). The
 //! reader returns only rows with `transaction_id < h`, ordered by
 //! `(transaction_id, global_position)`, and resumes strictly after a [`Checkpoint`] whose
 //! parts are the transaction id and the global position of the last event it returned
@@ -456,11 +457,11 @@ impl PostgresStore {
             .on_live_connection(|| sqlx::query_scalar(sql::SNAPSHOT_XMAX).fetch_one(self.pool()))
             .await
             .map_err(|e| store_error(operation(), e))?;
-        let horizon_sql = sql::horizon();
+        let horizon_sql = &self.sql().horizon;
         let mut pause = Duration::from_millis(1);
         loop {
             let horizon: i64 = self
-                .on_live_connection(|| sqlx::query_scalar(&horizon_sql).fetch_one(self.pool()))
+                .on_live_connection(|| sqlx::query_scalar(horizon_sql).fetch_one(self.pool()))
                 .await
                 .map_err(|e| store_error(operation(), e))?;
             if horizon >= target {

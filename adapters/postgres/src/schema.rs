@@ -179,13 +179,18 @@ const MIGRATIONS: &[Migration] = &[
         name: "notify_only_when_written",
         template: include_str!("../migrations/0008_notify_only_when_written.sql"),
     },
+    Migration {
+        version: 9,
+        name: "feed_horizon_function",
+        template: include_str!("../migrations/0009_feed_horizon_function.sql"),
+    },
 ];
 
 /// Every migration this version of annals-postgres knows, oldest first.
 ///
 /// ```
 /// let versions: Vec<i32> = annals_postgres::migrations().iter().map(|m| m.version).collect();
-/// assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
+/// assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
 /// ```
 pub fn migrations() -> &'static [Migration] {
     MIGRATIONS

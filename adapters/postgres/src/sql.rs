@@ -20,27 +20,6 @@ pub(crate) const TRY_ADVISORY_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext
 /// The first transaction id not yet assigned when the statement's snapshot was taken.
 pub(crate) const SNAPSHOT_XMAX: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8";
 
-/// The feed's horizon (see `feed.rs`, "The horizon"), as a subquery with columns `xmin`
-/// (the horizon, xid8) and `xmax` (the statement snapshot's xmax, xid8): the oldest
-/// transaction still running at the statement's snapshot, skipping those confirmed
-/// running in another database, or the snapshot's xmax when there is none.
-pub(crate) const HORIZON: &str = "SELECT coalesce(\
-         (SELECT min(running.xid) FROM pg_snapshot_xip(snap.s) AS running(xid) \
-          WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity AS activity \
-                            WHERE activity.backend_xid = running.xid::xid \
-                              AND activity.datname <> current_database()) \
-            AND NOT EXISTS (SELECT 1 FROM pg_prepared_xacts AS prepared \
-                            WHERE prepared.transaction = running.xid::xid \
-                              AND prepared.database <> current_database())), \
-         pg_snapshot_xmax(snap.s)) AS xmin, \
-     pg_snapshot_xmax(snap.s) AS xmax \
-     FROM (SELECT pg_current_snapshot() AS s) AS snap";
-
-/// The feed's horizon ([`HORIZON`]) as an `int8`.
-pub(crate) fn horizon() -> String {
-    format!("SELECT xmin::text::int8 FROM ({HORIZON}) AS horizon")
-}
-
 /// The transactions holding the feed's horizon back that run in this database: the
 /// running transactions of the statement's snapshot that are not confirmed running in
 /// another database, with what `pg_stat_activity` (or, for prepared transactions,
@@ -125,6 +104,8 @@ pub(crate) struct Statements {
 
     /// `$1` global position. Column `commit`: the writing transaction's id.
     pub(crate) transaction_of: String,
+    /// The feed's horizon (migration 9's `feed_horizon()`, see `feed.rs`) as an `int8`.
+    pub(crate) horizon: String,
 
     // Listings for operators (`Inspect`).
     /// `$1` category (NULL: all), `$2` limit. Columns `stream_id`, `version`, `last_recorded_at`.
@@ -273,6 +254,7 @@ impl Statements {
                         OR (stored.stream_version = excluded.stream_version \
                             AND stored.schema_version <> excluded.schema_version)"
             ),
+            horizon: format!("SELECT xmin::text::int8 FROM {s}.feed_horizon()"),
             transaction_of: format!(
                 "SELECT transaction_id::text::int8 AS commit FROM {s}.events WHERE global_position = $1"
             ),
@@ -380,7 +362,7 @@ impl Statements {
             "SELECT {all}, page.transaction_id::text::int8 AS feed_commit, \
                     tail.commit AS tail_commit, tail.position AS tail_position, \
                     horizon.xmin::text::int8 AS horizon_xmin, horizon.xmax::text::int8 AS horizon_xmax \
-             FROM ({HORIZON}) AS horizon \
+             FROM {s}.feed_horizon() AS horizon \
              LEFT JOIN LATERAL ( \
                  SELECT transaction_id::text::int8 AS commit, global_position AS position \
                  FROM {s}.events \
@@ -424,7 +406,7 @@ mod tests {
     #[test]
     fn the_feed_reads_below_the_horizon_in_transaction_order() {
         let sql = Statements::new(SchemaName::default()).feed;
-        assert!(sql.contains("pg_snapshot_xip(snap.s)") && sql.contains("current_database()"));
+        assert!(sql.contains("FROM \"annals\".feed_horizon() AS horizon"));
         assert!(sql.contains("transaction_id < horizon.xmin"));
         assert!(sql.contains("ORDER BY transaction_id, global_position"));
         assert!(!sql.contains("LIKE"), "category filters need no escaping");
@@ -439,11 +421,14 @@ mod tests {
 
     #[test]
     fn the_horizon_skips_only_transactions_confirmed_in_other_databases() {
-        for sql in [HORIZON, FEED_BLOCKERS] {
+        let horizon = include_str!("../migrations/0009_feed_horizon_function.sql");
+        for sql in [horizon, FEED_BLOCKERS] {
             assert!(sql.contains("pg_stat_activity") && sql.contains("pg_prepared_xacts"), "{sql}");
             assert!(sql.contains("current_database()"), "{sql}");
         }
-        assert!(HORIZON.contains("pg_snapshot_xmax(snap.s)") && HORIZON.contains("pg_snapshot_xip(snap.s)"));
+        // Run on the calling statement's snapshot, the one the feed reads events with.
+        assert!(horizon.contains("LANGUAGE plpgsql STABLE"));
+        assert!(horizon.contains("pg_snapshot_xmax(snapshot)") && horizon.contains("pg_snapshot_xip(snapshot)"));
     }
 
     #[test]
