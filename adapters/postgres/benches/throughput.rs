@@ -430,6 +430,17 @@ fn print_notify_off(on: Duration, off: Duration, commands: f64) {
     );
 }
 
+/// Prints the statements per command of each side (`commands` per round), since the last
+/// reset: every statement is one round trip.
+async fn print_round_trips(pool: &PgPool, sides: &[(&str, &Side)], commands: u64) {
+    let mut line = "   round trips per command:".to_owned();
+    for (name, side) in sides {
+        let calls = server_time(pool, &side.schema(), "").await.map_or(0, |(calls, _)| calls);
+        line += &format!(" {name} {:.2};", calls as f64 / (commands as usize * ROUNDS) as f64);
+    }
+    println!("{}", line.trim_end_matches(';'));
+}
+
 /// Prints annals' time without group commit against its time with it.
 fn print_group_commit_off(on: Duration, off: Duration, commands: f64) {
     println!(
@@ -545,21 +556,20 @@ async fn bench() {
     print_notify_off(t[0], t[3], 2000.0);
     print_group_commit_off(t[0], t[4], 2000.0);
     if counting {
-        let mut line = "   round trips per command:".to_owned();
-        for (name, side) in &named {
-            let calls = server_time(&pool, &side.schema(), "").await.map_or(0, |(calls, _)| calls);
-            line += &format!(" {name} {:.2};", calls as f64 / (2000 * ROUNDS) as f64);
-        }
-        println!("{}", line.trim_end_matches(';'));
+        print_round_trips(&pool, &[named[0], named[1], named[2], ("annals no group commit", &solo)], 2000).await;
         print_server_times(&pool, "INSERT", &[named[0], named[1], named[2], ("annals notify off", &quiet)]).await;
     }
 
     let counting = reset_statements(&pool).await;
-    let t = measure(&five, "w2", concurrent).await;
+    let six = [&annals, &same, &minimal, &quiet, &solo, &cached];
+    let t = measure(&six, "w2", concurrent).await;
     print_sides("2) 4,000 commands over 400 streams, 8 tasks:", [t[0], t[1], t[2]], Some(4000.0));
     print_notify_off(t[0], t[3], 4000.0);
     print_group_commit_off(t[0], t[4], 4000.0);
+    print_cached(t[5], t[0], t[1], t[2], 4000.0);
     if counting {
+        let with_cache = [named[0], named[1], named[2], ("annals no group commit", &solo), ("annals cached", &cached)];
+        print_round_trips(&pool, &with_cache, 4000).await;
         print_server_times(&pool, "INSERT", &[named[0], named[1], named[2], ("annals notify off", &quiet)]).await;
         print_group_sizes(
             &pool,
@@ -569,11 +579,14 @@ async fn bench() {
     }
 
     let counting = reset_statements(&pool).await;
-    let t = measure(&five, "w2b", crowd).await;
+    let t = measure(&six, "w2b", crowd).await;
     print_sides("2b) 4,000 commands over 384 streams, 32 tasks (pools of 8):", [t[0], t[1], t[2]], Some(4000.0));
     print_notify_off(t[0], t[3], 4000.0);
     print_group_commit_off(t[0], t[4], 4000.0);
+    print_cached(t[5], t[0], t[1], t[2], 4000.0);
     if counting {
+        let with_cache = [named[0], named[1], named[2], ("annals no group commit", &solo), ("annals cached", &cached)];
+        print_round_trips(&pool, &with_cache, 4000).await;
         print_group_sizes(
             &pool,
             &[("annals", &annals), ("annals notify off", &quiet), ("annals no group commit", &solo)],
@@ -636,11 +649,6 @@ async fn bench() {
     );
     print_cached(t[3], t[0], t[1], t[2], 2000.0);
     if counting {
-        let mut line = "   round trips per command:".to_owned();
-        for (name, side) in [named[0], named[1], named[2], ("annals cached", &cached)] {
-            let calls = server_time(&pool, &side.schema(), "").await.map_or(0, |(calls, _)| calls);
-            line += &format!(" {name} {:.2};", calls as f64 / (2000 * ROUNDS) as f64);
-        }
-        println!("{}", line.trim_end_matches(';'));
+        print_round_trips(&pool, &[named[0], named[1], named[2], ("annals cached", &cached)], 2000).await;
     }
 }

@@ -37,7 +37,11 @@ use crate::{rows, PostgresStore};
 pub(crate) const DEFAULT_GROUP_LIMIT: usize = 64;
 
 /// The histogram of how many appends each group commit wrote in one statement.
-const GROUP_SIZE: &str = "annals_postgres_group_commit_appends";
+const GROUP_SIZE: &str = "annals_group_commit_appends";
+
+/// The counter of groups whose statement failed as a whole, so that each of their
+/// appends ran alone.
+const GROUP_FAILURES: &str = "annals_group_commit_failures_total";
 
 /// The appends waiting for the group in flight to finish.
 pub(crate) struct GroupCommit {
@@ -210,6 +214,7 @@ async fn write_groups(mut turn: Turn) {
                 .await
                 .map_or(Outcome::Alone, Outcome::Decided)],
             _ => write_group(&turn.store, &group).await.unwrap_or_else(|error| {
+                metrics::counter!(GROUP_FAILURES, "schema" => turn.store.schema().as_str().to_owned()).increment(1);
                 tracing::debug!(appends = group.len(), %error, "group commit failed; its appends run alone");
                 group.iter().map(|_| Outcome::Alone).collect()
             }),
@@ -325,12 +330,56 @@ mod tests {
         streams
     }
 
+    /// Records what the metrics of this module report: per metric name, the values
+    /// recorded (histograms) or the increments (counters).
+    #[derive(Default, Clone)]
+    struct Recorded(std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<f64>>>>);
+
+    struct Metric(String, Recorded);
+
+    impl Recorded {
+        fn of(&self, name: &str) -> Vec<f64> {
+            self.0.lock().unwrap().get(name).cloned().unwrap_or_default()
+        }
+    }
+
+    impl metrics::HistogramFn for Metric {
+        fn record(&self, value: f64) {
+            self.1 .0.lock().unwrap().entry(self.0.clone()).or_default().push(value);
+        }
+    }
+
+    impl metrics::CounterFn for Metric {
+        fn increment(&self, value: u64) {
+            self.1 .0.lock().unwrap().entry(self.0.clone()).or_default().push(value as f64);
+        }
+        fn absolute(&self, _: u64) {}
+    }
+
+    impl metrics::Recorder for Recorded {
+        fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+            metrics::Counter::from_arc(std::sync::Arc::new(Metric(key.name().to_owned(), self.clone())))
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+            metrics::Histogram::from_arc(std::sync::Arc::new(Metric(key.name().to_owned(), self.clone())))
+        }
+    }
+
     fn versions(written: &[Envelope]) -> Vec<u64> {
         written.iter().map(|e| e.stream_version).collect()
     }
 
     #[tokio::test]
     async fn appends_queued_behind_one_in_flight_are_written_together_each_with_its_own_outcome() {
+        // The test's runtime has one thread: the group writer task records here too.
+        let recorded = Recorded::default();
+        let _recorder = metrics::set_default_local_recorder(&recorded);
         let store = fresh_store().await.unwrap();
         store.append("b", ExpectedVersion::Exact(0), events(2)).await.unwrap();
         let lock = hold_inserts(&store).await;
@@ -373,10 +422,15 @@ mod tests {
         assert_ne!(transaction("lead", 1), transaction("a", 1));
         assert_eq!(transaction("d", 1), transaction("a", 1), "the abandoned append was written with its group");
         until(&store, "the store to be idle", |s| !s.busy && s.queue.is_empty()).await;
+        // Operators see the groups: a, b, c and d together, then the second append to a.
+        assert_eq!(recorded.of("annals_group_commit_appends"), [4.0, 1.0]);
+        assert!(recorded.of("annals_group_commit_failures_total").is_empty());
     }
 
     #[tokio::test]
     async fn a_group_that_fails_as_a_whole_runs_each_append_alone() {
+        let recorded = Recorded::default();
+        let _recorder = metrics::set_default_local_recorder(&recorded);
         let store = fresh_store().await.unwrap();
         let original = events(1);
         let stored_before = store.append("x", ExpectedVersion::Exact(0), original.clone()).await.unwrap();
@@ -413,6 +467,8 @@ mod tests {
         assert_eq!((streams["x"].len(), streams["c"].len()), (1, 2));
         let transactions: std::collections::HashSet<_> = streams.values().map(|v| v[0].1.clone()).collect();
         assert_eq!(transactions.len(), 4, "after the group failed, each append went alone");
+        assert_eq!(recorded.of("annals_group_commit_appends"), [4.0]);
+        assert_eq!(recorded.of("annals_group_commit_failures_total"), [1.0]);
     }
 
     #[tokio::test]
