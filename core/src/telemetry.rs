@@ -142,6 +142,103 @@ pub(crate) fn short_type_name<T: ?Sized>() -> &'static str {
     base.rsplit("::").next().unwrap_or(base)
 }
 
+/// A `metrics` recorder for tests: what was reported, by metric name (labels dropped),
+/// in order: each histogram value, each counter increment, each gauge value set.
+///
+/// Install it on the current thread with `metrics::set_default_local_recorder`; on a
+/// single-threaded runtime (`#[tokio::test]`'s default) the store's own tasks report to it
+/// too.
+///
+/// ```
+/// let recorded = annals::telemetry::Recorded::default();
+/// let _guard = metrics::set_default_local_recorder(&recorded);
+/// metrics::histogram!("annals_group_commit_appends").record(3.0);
+/// metrics::counter!("annals_group_commit_failures_total", "schema" => "annals").increment(1);
+/// assert_eq!(recorded.of("annals_group_commit_appends"), [3.0]);
+/// assert_eq!(recorded.of("annals_group_commit_failures_total"), [1.0]);
+/// assert!(recorded.of("annals_commands_total").is_empty());
+/// ```
+#[cfg(feature = "testing")]
+#[derive(Clone, Debug, Default)]
+pub struct Recorded(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Vec<f64>>>>);
+
+#[cfg(feature = "testing")]
+impl Recorded {
+    /// The values reported under `name`, oldest first; empty when none was.
+    pub fn of(&self, name: &str) -> Vec<f64> {
+        self.values().get(name).cloned().unwrap_or_default()
+    }
+
+    fn values(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Vec<f64>>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn metric(&self, key: &metrics::Key) -> std::sync::Arc<RecordedMetric> {
+        std::sync::Arc::new(RecordedMetric(key.name().to_owned(), self.clone()))
+    }
+}
+
+/// One metric of a [`Recorded`].
+#[cfg(feature = "testing")]
+struct RecordedMetric(String, Recorded);
+
+#[cfg(feature = "testing")]
+impl RecordedMetric {
+    fn push(&self, value: f64) {
+        self.1.values().entry(self.0.clone()).or_default().push(value);
+    }
+}
+
+#[cfg(feature = "testing")]
+impl metrics::CounterFn for RecordedMetric {
+    fn increment(&self, value: u64) {
+        // Test counts stay far below 2^53, where f64 stops being exact.
+        self.push(u32::try_from(value).map_or(f64::MAX, f64::from));
+    }
+    fn absolute(&self, value: u64) {
+        self.increment(value);
+    }
+}
+
+#[cfg(feature = "testing")]
+impl metrics::GaugeFn for RecordedMetric {
+    fn increment(&self, value: f64) {
+        self.push(value);
+    }
+    fn decrement(&self, value: f64) {
+        self.push(-value);
+    }
+    fn set(&self, value: f64) {
+        self.push(value);
+    }
+}
+
+#[cfg(feature = "testing")]
+impl metrics::HistogramFn for RecordedMetric {
+    fn record(&self, value: f64) {
+        self.push(value);
+    }
+}
+
+#[cfg(feature = "testing")]
+impl metrics::Recorder for Recorded {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(self.metric(key))
+    }
+
+    fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::from_arc(self.metric(key))
+    }
+
+    fn register_histogram(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::from_arc(self.metric(key))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -276,6 +276,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::{Duration, Instant};
 
+    use annals::telemetry::Recorded;
     use annals::{Envelope, EventStore, ExpectedVersion, NewEvent, StoreError};
 
     use crate::testing::fresh_store;
@@ -328,47 +329,6 @@ mod tests {
             streams.entry(stream).or_default().push((version, transaction));
         }
         streams
-    }
-
-    /// Records what the metrics of this module report: per metric name, the values
-    /// recorded (histograms) or the increments (counters).
-    #[derive(Default, Clone)]
-    struct Recorded(std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<f64>>>>);
-
-    struct Metric(String, Recorded);
-
-    impl Recorded {
-        fn of(&self, name: &str) -> Vec<f64> {
-            self.0.lock().unwrap().get(name).cloned().unwrap_or_default()
-        }
-    }
-
-    impl metrics::HistogramFn for Metric {
-        fn record(&self, value: f64) {
-            self.1 .0.lock().unwrap().entry(self.0.clone()).or_default().push(value);
-        }
-    }
-
-    impl metrics::CounterFn for Metric {
-        fn increment(&self, value: u64) {
-            self.1 .0.lock().unwrap().entry(self.0.clone()).or_default().push(value as f64);
-        }
-        fn absolute(&self, _: u64) {}
-    }
-
-    impl metrics::Recorder for Recorded {
-        fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-        fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-        fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-        fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-            metrics::Counter::from_arc(std::sync::Arc::new(Metric(key.name().to_owned(), self.clone())))
-        }
-        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-            metrics::Gauge::noop()
-        }
-        fn register_histogram(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
-            metrics::Histogram::from_arc(std::sync::Arc::new(Metric(key.name().to_owned(), self.clone())))
-        }
     }
 
     fn versions(written: &[Envelope]) -> Vec<u64> {

@@ -2,7 +2,8 @@
 //!
 //! A one-event append (what a command usually decides) is one statement: an `INSERT ...
 //! SELECT` that takes the write lock, checks the stream's version and inserts the event,
-//! and commits on its own. A longer append runs in a `BEGIN IMMEDIATE` transaction: the
+//! and commits on its own, or with the one-event appends that queued up behind this
+//! process's writer lock (`group_commit.rs`). A longer append runs in a `BEGIN IMMEDIATE` transaction: the
 //! same statement for its first event, then one insert per further event, then `COMMIT`.
 //! When the version does not match, or a unique constraint stops the insert, nothing is
 //! written and the events' ids decide between an idempotent retry (the stored events are
@@ -18,6 +19,7 @@ use sqlx::{Row, Sqlite};
 use uuid::Uuid;
 
 use crate::error::{backend, is_unique_violation, out_of_range, store_error};
+use crate::group_commit::Decided;
 use crate::rows::Operation;
 use crate::store::SqliteStore;
 use crate::{rows, sql};
@@ -28,12 +30,17 @@ const ATTEMPTS: u32 = 3;
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
-/// An event encoded for its row.
-struct Encoded {
+/// An event encoded for its row: what its insert binds.
+#[derive(Clone)]
+pub(crate) struct EventRow {
+    event_id: Uuid,
+    event_type: String,
+    event_version: i64,
     payload: String,
     /// `None` when the event carries no free-form metadata keys.
     metadata: Option<String>,
-    event_version: i64,
+    correlation_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
 }
 
 /// What one attempt did.
@@ -72,7 +79,7 @@ impl SqliteStore {
         let encoded = events.iter().map(|event| encode(event, &operation)).collect::<Result<Vec<_>, _>>()?;
         let mut attempt = 1;
         loop {
-            let outcome = self.try_append(stream_id, expected_version, &events, &encoded, &operation).await?;
+            let outcome = self.try_append(stream_id, expected_version, &encoded, &operation).await?;
             let taken = match outcome {
                 Attempt::Written(places, recorded_at) => return Ok(envelopes(stream_id, events, places, recorded_at)),
                 Attempt::WrongVersion => false,
@@ -101,34 +108,29 @@ impl SqliteStore {
         }
     }
 
-    /// One attempt, under this process's writer lock: one statement for one event, a
+    /// One attempt, under this process's writer lock: one statement for one event (in a
+    /// group commit with the one-event appends waiting with it, `group_commit.rs`), a
     /// `BEGIN IMMEDIATE` transaction for more.
     async fn try_append(
         &self,
         stream_id: &str,
         expected: Option<i64>,
-        events: &[NewEvent],
-        encoded: &[Encoded],
+        encoded: &[EventRow],
         operation: Operation<'_>,
     ) -> Result<Attempt, StoreError> {
         let (recorded_at, recorded_nanos) = rows::now();
-        let ([first, rest @ ..], [first_encoded, rest_encoded @ ..]) = (events, encoded) else {
+        let [first, rest @ ..] = encoded else {
             return Ok(Attempt::Written(Vec::new(), recorded_at));
         };
-        let insert_first = bind_event(sql::INSERT_FIRST, stream_id, expected, first, first_encoded, recorded_nanos);
-        let writer = self.inner.writer.lock().await;
         if rest.is_empty() {
-            let inserted = insert_first.fetch_optional(&self.inner.pool).await;
-            drop(writer);
-            let place = match inserted {
-                Ok(Some(row)) => place(&row, operation)?,
-                Ok(None) => return Ok(Attempt::WrongVersion),
-                Err(error) if is_unique_violation(&error) => return Ok(Attempt::Taken),
-                Err(error) => return Err(store_error(operation(), error)),
-            };
-            self.inner.head.send_replace(place.1);
-            return Ok(Attempt::Written(vec![place], recorded_at));
+            return Ok(match self.append_one(stream_id, expected, first.clone(), recorded_nanos, operation).await? {
+                Decided::Written(place) => Attempt::Written(vec![place], recorded_at),
+                Decided::WrongVersion => Attempt::WrongVersion,
+                Decided::Taken => Attempt::Taken,
+            });
         }
+        let insert_first = bind_event(sql::INSERT_FIRST, stream_id, expected, first, recorded_nanos);
+        let writer = self.inner.writer.lock().await;
         let mut transaction =
             self.inner.pool.begin_with(sql::BEGIN_IMMEDIATE).await.map_err(|e| store_error(operation(), e))?;
         let first_place = match insert_first.fetch_optional(&mut *transaction).await {
@@ -146,15 +148,15 @@ impl SqliteStore {
             }
             Err(error) => return Err(abort(transaction, store_error(operation(), error)).await),
         };
-        let mut places = Vec::with_capacity(events.len());
+        let mut places = Vec::with_capacity(encoded.len());
         places.push(first_place);
-        for (offset, (event, encoded)) in (1u64..).zip(rest.iter().zip(rest_encoded)) {
+        for (offset, event) in (1u64..).zip(rest) {
             let stream_version = first_place.0.saturating_add(offset);
             let version = match to_db(stream_version, "stream version") {
                 Ok(version) => version,
                 Err(error) => return Err(abort(transaction, out_of_range(operation(), error)).await),
             };
-            let inserted = bind_event(sql::INSERT_EVENT, stream_id, Some(version), event, encoded, recorded_nanos)
+            let inserted = bind_event(sql::INSERT_EVENT, stream_id, Some(version), event, recorded_nanos)
                 .execute(&mut *transaction)
                 .await;
             match inserted {
@@ -194,12 +196,11 @@ impl SqliteStore {
 
 /// Binds an event's columns to `statement` (`sql::INSERT_FIRST` or `sql::INSERT_EVENT`):
 /// `?1` the stream, `?2` the expected or the new version, then the event.
-fn bind_event<'q>(
+pub(crate) fn bind_event<'q>(
     statement: &'q str,
     stream_id: &'q str,
     version: Option<i64>,
-    event: &'q NewEvent,
-    encoded: &'q Encoded,
+    event: &'q EventRow,
     recorded_nanos: i64,
 ) -> Query<'q> {
     sqlx::query(statement)
@@ -207,16 +208,16 @@ fn bind_event<'q>(
         .bind(version)
         .bind(event.event_id)
         .bind(event.event_type.as_str())
-        .bind(encoded.event_version)
-        .bind(encoded.payload.as_str())
-        .bind(encoded.metadata.as_deref())
-        .bind(event.metadata.correlation_id)
-        .bind(event.metadata.causation_id)
+        .bind(event.event_version)
+        .bind(event.payload.as_str())
+        .bind(event.metadata.as_deref())
+        .bind(event.correlation_id)
+        .bind(event.causation_id)
         .bind(recorded_nanos)
 }
 
 /// The (stream version, global position) `sql::INSERT_FIRST` returned.
-fn place(row: &SqliteRow, operation: Operation<'_>) -> Result<(u64, u64), StoreError> {
+pub(crate) fn place(row: &SqliteRow, operation: Operation<'_>) -> Result<(u64, u64), StoreError> {
     let get = |name: &str| -> Result<i64, StoreError> { row.try_get(name).map_err(|e| store_error(operation(), e)) };
     let range = |e| out_of_range(operation(), e);
     Ok((
@@ -234,13 +235,13 @@ async fn rollback(transaction: sqlx::Transaction<'static, Sqlite>, operation: Op
 /// Rolls `transaction` back and returns `error`, the reason. A failed rollback changes
 /// nothing for the caller: the transaction is rolled back when the connection is
 /// released, or closed with it.
-async fn abort(transaction: sqlx::Transaction<'static, Sqlite>, error: StoreError) -> StoreError {
+pub(crate) async fn abort(transaction: sqlx::Transaction<'static, Sqlite>, error: StoreError) -> StoreError {
     let _ = transaction.rollback().await;
     error
 }
 
 /// Encodes an event's columns: the payload and metadata as serde_json writes them.
-fn encode(event: &NewEvent, operation: Operation<'_>) -> Result<Encoded, StoreError> {
+fn encode(event: &NewEvent, operation: Operation<'_>) -> Result<EventRow, StoreError> {
     let problem = |what: &str, e: serde_json::Error| {
         backend(
             operation(),
@@ -253,7 +254,15 @@ fn encode(event: &NewEvent, operation: Operation<'_>) -> Result<Encoded, StoreEr
     } else {
         Some(serde_json::to_string(&event.metadata.extra).map_err(|e| problem("metadata", e))?)
     };
-    Ok(Encoded { payload, metadata, event_version: i64::from(event.event_version) })
+    Ok(EventRow {
+        event_id: event.event_id,
+        event_type: event.event_type.clone(),
+        event_version: i64::from(event.event_version),
+        payload,
+        metadata,
+        correlation_id: event.metadata.correlation_id,
+        causation_id: event.metadata.causation_id,
+    })
 }
 
 /// The envelopes of appended `events`, given the (stream version, global position) of each.

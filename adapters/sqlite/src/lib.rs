@@ -12,13 +12,15 @@
 //!   `INSERT ... SELECT` that checks the version (a lone write statement takes the lock
 //!   when it starts), a longer one a `BEGIN IMMEDIATE` transaction. The write lock makes
 //!   the appends of every process take turns (this process's writers queue in order;
-//!   another process's wait up to the 5 s busy timeout). Retrying an append with the
-//!   same event ids returns the stored events.
+//!   another process's wait up to the 5 s busy timeout). One-event appends that queue up
+//!   behind the lock are written together by **group commit**: one `BEGIN IMMEDIATE`
+//!   transaction and one sync for all of them, each with its own version check and
+//!   outcome. Retrying an append with the same event ids returns the stored events.
 //! - **Durability**: the file is in WAL mode with `synchronous = FULL` by default: an
 //!   append is synced to disk (fsync) before it returns, so a crash or a power loss
 //!   never loses an acknowledged append, and never keeps part of one.
-//! - **The feed** is in commit order and gap-free: one append commits at a time, so
-//!   position order is commit order. A [`Checkpoint`](annals::store::Checkpoint) is
+//! - **The feed** is in commit order and gap-free: one write transaction commits at a
+//!   time, so position order is commit order. A [`Checkpoint`](annals::store::Checkpoint) is
 //!   `Checkpoint::from_parts(0, global_position)`. Filters run in SQL. Subscriptions wake
 //!   on this process's appends and poll for other processes'.
 //! - **Checkpoints** move in `BEGIN IMMEDIATE` transactions, which
@@ -104,6 +106,7 @@ mod checkpoints;
 mod deadlines;
 mod error;
 mod feed;
+mod group_commit;
 mod inspect;
 mod migrate;
 mod read;

@@ -50,6 +50,9 @@ pub(crate) struct Inner {
     /// Taken by this process's writers before the database's write lock: they queue here
     /// in order, instead of sleeping in SQLite's busy handler.
     pub(crate) writer: tokio::sync::Mutex<()>,
+    /// The one-event appends waiting for `writer`, written together by whoever gets it
+    /// (`group_commit.rs`).
+    pub(crate) waiting: crate::group_commit::Queue,
     /// The position of this process's latest append, published to wake subscriptions.
     pub(crate) head: tokio::sync::watch::Sender<u64>,
     /// Whatever must live as long as the store, e.g. the temporary directory of
@@ -220,6 +223,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 pool,
                 writer: tokio::sync::Mutex::new(()),
+                waiting: crate::group_commit::Queue::default(),
                 head: tokio::sync::watch::Sender::new(0),
                 _keep: guard,
             }),
@@ -241,7 +245,9 @@ impl SqliteStore {
 impl EventStore for SqliteStore {
     /// Appends under the database's write lock, all events or none: one event in one
     /// `INSERT ... SELECT` that checks the stream's version (it takes the write lock when
-    /// it starts and commits on its own), more in a `BEGIN IMMEDIATE` transaction.
+    /// it starts and commits on its own, or commits with the one-event appends that
+    /// queued up behind this process's writer lock with it), more in a `BEGIN IMMEDIATE`
+    /// transaction.
     async fn append(
         &self,
         stream_id: &str,
