@@ -39,8 +39,8 @@
 //! | `annals_process_reactions_total` | counter | `process`, `outcome` | inputs a process runner handled: `reacted` (a new reaction recorded), `carried_out_again` (recorded before: a redelivery or a restart), `ignored` (the instance had completed) |
 //! | `annals_relay_published_total` | counter | `stream` | (annals-nats) events a relay stored in the JetStream stream |
 //! | `annals_feed_held_back_seconds` | gauge | `schema` | (annals-postgres) how long the feed's horizon has been held at one running transaction: what its subscribers wait for |
-//! | `annals_group_commit_appends` | histogram | `schema` | (annals-postgres) appends written together by one group commit (appends that queued behind one in flight) |
-//! | `annals_group_commit_failures_total` | counter | `schema` | (annals-postgres) group commits whose statement failed as a whole (a version taken by another process, a reused event id, a lost connection), so that each append ran again alone |
+//! | `annals_group_commit_appends` | histogram | `schema` (PostgreSQL) | (annals-postgres, annals-sqlite) appends written together by one group commit (appends that queued behind one in flight) |
+//! | `annals_group_commit_failures_total` | counter | `schema` (PostgreSQL) | (annals-postgres, annals-sqlite) group commits whose statement failed as a whole (a version taken by another process, a reused event id, a lost connection), so that each append ran again alone |
 
 use std::time::Duration;
 
