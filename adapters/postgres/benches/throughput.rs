@@ -430,6 +430,24 @@ fn print_notify_off(on: Duration, off: Duration, commands: f64) {
     );
 }
 
+/// Workloads 2 and 2b: the times of annals, raw on the same table, raw on the minimal
+/// table, annals with NOTIFY off, without group commit and with a cache; then, when
+/// `pg_stat_statements` counted them, round trips, server time and group sizes.
+async fn report_concurrent(pool: &PgPool, label: &str, t: &[Duration], counting: bool, sides: [&Side; 6]) {
+    let [annals, same, minimal, quiet, solo, cached] = sides;
+    print_sides(label, [t[0], t[1], t[2]], Some(4000.0));
+    print_notify_off(t[0], t[3], 4000.0);
+    print_group_commit_off(t[0], t[4], 4000.0);
+    print_cached(t[5], t[0], t[1], t[2], 4000.0);
+    if counting {
+        let (annals, same, minimal) = (("annals", annals), ("raw same table", same), ("raw minimal", minimal));
+        let (quiet, solo) = (("annals notify off", quiet), ("annals no group commit", solo));
+        print_round_trips(pool, &[annals, same, minimal, solo, ("annals cached", cached)], 4000).await;
+        print_server_times(pool, "INSERT", &[annals, same, minimal, quiet]).await;
+        print_group_sizes(pool, &[annals, quiet, solo]).await;
+    }
+}
+
 /// Prints the statements per command of each side (`commands` per round), since the last
 /// reset: every statement is one round trip.
 async fn print_round_trips(pool: &PgPool, sides: &[(&str, &Side)], commands: u64) {
@@ -563,36 +581,11 @@ async fn bench() {
     let counting = reset_statements(&pool).await;
     let six = [&annals, &same, &minimal, &quiet, &solo, &cached];
     let t = measure(&six, "w2", concurrent).await;
-    print_sides("2) 4,000 commands over 400 streams, 8 tasks:", [t[0], t[1], t[2]], Some(4000.0));
-    print_notify_off(t[0], t[3], 4000.0);
-    print_group_commit_off(t[0], t[4], 4000.0);
-    print_cached(t[5], t[0], t[1], t[2], 4000.0);
-    if counting {
-        let with_cache = [named[0], named[1], named[2], ("annals no group commit", &solo), ("annals cached", &cached)];
-        print_round_trips(&pool, &with_cache, 4000).await;
-        print_server_times(&pool, "INSERT", &[named[0], named[1], named[2], ("annals notify off", &quiet)]).await;
-        print_group_sizes(
-            &pool,
-            &[("annals", &annals), ("annals notify off", &quiet), ("annals no group commit", &solo)],
-        )
-        .await;
-    }
+    report_concurrent(&pool, "2) 4,000 commands over 400 streams, 8 tasks:", &t, counting, six).await;
 
     let counting = reset_statements(&pool).await;
     let t = measure(&six, "w2b", crowd).await;
-    print_sides("2b) 4,000 commands over 384 streams, 32 tasks (pools of 8):", [t[0], t[1], t[2]], Some(4000.0));
-    print_notify_off(t[0], t[3], 4000.0);
-    print_group_commit_off(t[0], t[4], 4000.0);
-    print_cached(t[5], t[0], t[1], t[2], 4000.0);
-    if counting {
-        let with_cache = [named[0], named[1], named[2], ("annals no group commit", &solo), ("annals cached", &cached)];
-        print_round_trips(&pool, &with_cache, 4000).await;
-        print_group_sizes(
-            &pool,
-            &[("annals", &annals), ("annals notify off", &quiet), ("annals no group commit", &solo)],
-        )
-        .await;
-    }
+    report_concurrent(&pool, "2b) 4,000 commands over 384 streams, 32 tasks (pools of 8):", &t, counting, six).await;
 
     // 3) Loading an aggregate with 5,000 events, median of 20 loads.
     for side in three {

@@ -317,6 +317,20 @@ mod tests {
         lock
     }
 
+    /// Holds inserts back and starts an append to stream `lead`, which runs alone and
+    /// stays in flight until the returned transaction ends: the appends after it queue.
+    async fn lead_in_flight(
+        store: &PostgresStore,
+    ) -> (sqlx::Transaction<'static, sqlx::Postgres>, tokio::task::JoinHandle<Result<Vec<Envelope>, StoreError>>) {
+        let lock = hold_inserts(store).await;
+        let lead = {
+            let store = store.clone();
+            tokio::spawn(async move { store.append("lead", ExpectedVersion::Exact(0), events(1)).await })
+        };
+        until(store, "the lead append", |s| s.busy).await;
+        (lock, lead)
+    }
+
     /// Each stream's versions, with the id of the transaction that wrote each version.
     async fn stored(store: &PostgresStore) -> BTreeMap<String, Vec<(i64, String)>> {
         let sql = format!(
@@ -342,12 +356,7 @@ mod tests {
         let _recorder = metrics::set_default_local_recorder(&recorded);
         let store = fresh_store().await.unwrap();
         store.append("b", ExpectedVersion::Exact(0), events(2)).await.unwrap();
-        let lock = hold_inserts(&store).await;
-        let lead = {
-            let store = store.clone();
-            tokio::spawn(async move { store.append("lead", ExpectedVersion::Exact(0), events(1)).await })
-        };
-        until(&store, "the lead append", |s| s.busy).await;
+        let (lock, lead) = lead_in_flight(&store).await;
         let a = queue(&store, 0, "a", ExpectedVersion::Exact(0), events(1)).await;
         let stale = queue(&store, 1, "b", ExpectedVersion::Exact(1), events(1)).await;
         let any = queue(&store, 2, "c", ExpectedVersion::Any, events(3)).await;
@@ -394,12 +403,7 @@ mod tests {
         let store = fresh_store().await.unwrap();
         let original = events(1);
         let stored_before = store.append("x", ExpectedVersion::Exact(0), original.clone()).await.unwrap();
-        let lock = hold_inserts(&store).await;
-        let lead = {
-            let store = store.clone();
-            tokio::spawn(async move { store.append("lead", ExpectedVersion::Exact(0), events(1)).await })
-        };
-        until(&store, "the lead append", |s| s.busy).await;
+        let (lock, lead) = lead_in_flight(&store).await;
         let a = queue(&store, 0, "a", ExpectedVersion::Exact(0), events(1)).await;
         // Another stream, an id already stored: the group's statement fails on the unique index.
         let reused = queue(&store, 1, "y", ExpectedVersion::Exact(0), original.clone()).await;
