@@ -52,13 +52,12 @@ pub(crate) async fn append(
     for event in &events {
         schema_version(stream_id, event)?;
     }
-    let (events, mut first, turn) = match crate::group_commit::start(store, stream_id, expected_version, events).await?
-    {
+    let started = crate::group_commit::start(store, stream_id, expected_version, events).await?;
+    let (events, mut first, mut turn) = match started {
         Start::Alone(events, turn) => (events, None, turn),
         Start::Decided(events, attempt) => (events, Some(attempt), None),
     };
     let batch = Batch::new(stream_id, &events)?;
-    let mut turn = turn;
     let mut attempts = 0;
     let mut written = loop {
         attempts += 1;
