@@ -3,8 +3,9 @@
 //! A one-event append (what a command usually decides) is one statement: an `INSERT ...
 //! SELECT` that takes the write lock, checks the stream's version and inserts the event,
 //! and commits on its own, or with the one-event appends that queued up behind this
-//! process's writer lock (`group_commit.rs`). A longer append runs in a `BEGIN IMMEDIATE` transaction: the
-//! same statement for its first event, then one insert per further event, then `COMMIT`.
+//! process's writer lock (`group_commit.rs`). A longer append runs in a `BEGIN
+//! IMMEDIATE` transaction: the same statement for its first event, then one insert per
+//! further event, then `COMMIT`.
 //! When the version does not match, or a unique constraint stops the insert, nothing is
 //! written and the events' ids decide between an idempotent retry (the stored events are
 //! returned), a reused id and a conflict ([`kit::already_stored`]).
