@@ -19,6 +19,26 @@ mod support;
 
 const PER_STREAM: u64 = 300;
 
+/// Runs a read of the replicated stream until it succeeds, for up to 20 s: for a while
+/// after the kill (a leader election), JetStream answers some requests with 503 "system
+/// temporarily unavailable". Only the test's own check reads this way; the relay and the
+/// consumer rode through on their own.
+async fn settled<T, E, F, Fut>(what: &str, mut read: F) -> T
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match read().await {
+            Ok(value) => return value,
+            Err(error) if Instant::now() >= deadline => panic!("{what}: {error:?}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_of_three_stops_while_events_flow_and_nothing_is_lost_or_doubled() {
     let mut cluster = Cluster::start(3).await.unwrap();
@@ -93,12 +113,13 @@ async fn one_node_of_three_stops_while_events_flow_and_nothing_is_lost_or_double
     assert_each_once_in_order(&rows, i64::try_from(PER_STREAM).unwrap());
     // The replicated stream holds each event once, in commit order.
     let client = cluster.connect().await.unwrap();
-    let replicated = jetstream::new(client).get_stream(stream).await.unwrap();
-    let info = replicated.get_info().await.unwrap();
+    let jetstream = jetstream::new(client);
+    let replicated = settled("getting the stream", || jetstream.get_stream(stream)).await;
+    let info = settled("reading the stream's info", || replicated.get_info()).await;
     assert_eq!((info.state.messages, info.config.num_replicas), (3_000, 3));
     let mut published = Vec::new();
     for sequence in info.state.first_sequence..=info.state.last_sequence {
-        let message = replicated.get_raw_message(sequence).await.unwrap();
+        let message = settled("reading a message", || replicated.get_raw_message(sequence)).await;
         published.push(message.headers.get(headers::MSG_ID).unwrap().as_str().to_owned());
     }
     assert_eq!(published, ids, "each event once, in commit order");
