@@ -315,10 +315,26 @@ async fn sequential(side: Side, tag: String) -> Duration {
     start.elapsed()
 }
 
+/// What [`in_tasks`] measured: the time, the retries and each command's latency.
+struct Run {
+    time: Duration,
+    retries: u64,
+    latencies: Vec<Duration>,
+}
+
+impl Run {
+    /// The `q`-quantile (0 to 1) of the commands' latencies.
+    fn latency(&self, q: f64) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        sorted.get(index).copied().unwrap_or_default()
+    }
+}
+
 /// Runs `per_task` commands in each of `tasks` concurrent tasks: task `t`'s `i`th command
-/// is `add(n)` on cart `id`, where `(id, n) = target(t, i)`. Returns the time and the
-/// number of retries.
-async fn in_tasks<F>(side: &Side, tasks: u64, per_task: u64, target: F) -> (Duration, u64)
+/// is `add(n)` on cart `id`, where `(id, n) = target(t, i)`.
+async fn in_tasks<F>(side: &Side, tasks: u64, per_task: u64, target: F) -> Run
 where
     F: Fn(u64, u64) -> (String, u64) + Clone + Send + 'static,
 {
@@ -328,18 +344,38 @@ where
         .map(|t| {
             let (side, retries, target) = (side.clone(), retries.clone(), target.clone());
             tokio::spawn(async move {
+                let mut latencies = Vec::new();
                 for i in 0..per_task {
                     let (id, n) = target(t, i);
+                    let started = Instant::now();
                     let r = side.execute(&id, add(n)).await;
+                    latencies.push(started.elapsed());
                     retries.fetch_add(u64::from(r), Ordering::Relaxed);
                 }
+                latencies
             })
         })
         .collect();
+    let mut latencies = Vec::new();
     for task in tasks {
-        task.await.unwrap();
+        latencies.extend(task.await.unwrap());
     }
-    (start.elapsed(), retries.load(Ordering::Relaxed))
+    Run { time: start.elapsed(), retries: retries.load(Ordering::Relaxed), latencies }
+}
+
+/// One more round of a concurrent workload on each side, printing the commands' median
+/// and 99th-percentile latency: what waiting for a group costs a command.
+async fn print_latencies<F, Fut>(sides: &[(&str, &Side)], round: F)
+where
+    F: Fn(Side) -> Fut,
+    Fut: std::future::Future<Output = Run>,
+{
+    let mut line = "   latency per command (p50 / p99):".to_owned();
+    for (name, side) in sides {
+        let run = round((*side).clone()).await;
+        line += &format!(" {name} {:.2} / {:.2} ms;", ms(run.latency(0.5)), ms(run.latency(0.99)));
+    }
+    println!("{}", line.trim_end_matches(';'));
 }
 
 /// Workload 5: 2,000 commands over 20 streams, one after the other: after the first 20,
@@ -366,19 +402,19 @@ fn print_cached(cached: Duration, uncached: Duration, same: Duration, minimal: D
 
 /// Workload 2: 4,000 commands over 400 streams from 8 concurrent tasks.
 async fn concurrent(side: Side, tag: String) -> Duration {
-    in_tasks(&side, 8, 500, move |t, i| (format!("{tag}-{}", t * 50 + i % 50), i)).await.0
+    in_tasks(&side, 8, 500, move |t, i| (format!("{tag}-{}", t * 50 + i % 50), i)).await.time
 }
 
 /// Workload 2b: 4,000 commands over 384 streams from 32 concurrent tasks (12 streams
 /// each), on the same pools of 8 connections.
 async fn crowd(side: Side, tag: String) -> Duration {
-    in_tasks(&side, 32, 125, move |t, i| (format!("{tag}-{t}-{}", i % 12), i)).await.0
+    in_tasks(&side, 32, 125, move |t, i| (format!("{tag}-{t}-{}", i % 12), i)).await.time
 }
 
 /// Workload 4: 8 tasks × 100 commands on one stream, retrying on conflicts; returns the
 /// time and the number of retries, after checking the stream has versions 1..=800.
 async fn contended(side: &Side) -> (Duration, u64) {
-    let (time, retries) = in_tasks(side, 8, 100, |t, i| ("hot".to_owned(), t * 100 + i)).await;
+    let Run { time, retries, .. } = in_tasks(side, 8, 100, |t, i| ("hot".to_owned(), t * 100 + i)).await;
     assert_eq!(side.versions("hot").await, (1..=800).collect::<Vec<_>>(), "exactly 800 events, contiguous versions");
     (time, retries)
 }
@@ -582,10 +618,19 @@ async fn bench() {
     let six = [&annals, &same, &minimal, &quiet, &solo, &cached];
     let t = measure(&six, "w2", concurrent).await;
     report_concurrent(&pool, "2) 4,000 commands over 400 streams, 8 tasks:", &t, counting, six).await;
+    let latency_sides = [("annals", &annals), ("annals no group commit", &solo), ("raw same table", &same)];
+    print_latencies(&latency_sides, |side| async move {
+        in_tasks(&side, 8, 500, |t, i| (format!("w2-latency-{}", t * 50 + i % 50), i)).await
+    })
+    .await;
 
     let counting = reset_statements(&pool).await;
     let t = measure(&six, "w2b", crowd).await;
     report_concurrent(&pool, "2b) 4,000 commands over 384 streams, 32 tasks (pools of 8):", &t, counting, six).await;
+    print_latencies(&latency_sides, |side| async move {
+        in_tasks(&side, 32, 125, |t, i| (format!("w2b-latency-{t}-{}", i % 12), i)).await
+    })
+    .await;
 
     // 3) Loading an aggregate with 5,000 events, median of 20 loads.
     for side in three {

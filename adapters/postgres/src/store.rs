@@ -211,8 +211,9 @@ impl PostgresStore {
     /// of this store is in flight are written together when it is done: one statement
     /// and one commit (one WAL flush, one NOTIFY) for all of them, each with its own
     /// expected-version check and its own outcome. A lone append never waits for a
-    /// group. See [`EventStore::append`](annals::EventStore::append) and the crate's
-    /// README for what it gains.
+    /// group; a queued one waits for the append in flight, then goes with its group
+    /// (under load that is quicker than the commits queueing at the server one by one:
+    /// the README's Performance section measures both throughput and latency).
     ///
     /// ```no_run
     /// # fn run(store: annals_postgres::PostgresStore) {
