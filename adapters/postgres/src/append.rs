@@ -57,13 +57,20 @@ pub(crate) async fn append(
         Start::Alone(events, turn) => (events, None, turn),
         Start::Decided(events, attempt) => (events, Some(attempt), None),
     };
-    let batch = Batch::new(stream_id, &events)?;
+    // Bound for this append's own attempts only: an append its group wrote needs none.
+    let mut batch = None;
     let mut attempts = 0;
     let mut written = loop {
         attempts += 1;
         let attempt = match first.take() {
             Some(attempt) => attempt,
-            None => try_append(store, stream_id, expected_version, &batch).await?,
+            None => {
+                let batch = match &mut batch {
+                    Some(batch) => batch,
+                    empty => empty.insert(Batch::new(stream_id, &events)?),
+                };
+                try_append(store, stream_id, expected_version, batch).await?
+            }
         };
         // Appends queued behind this one's first attempt go on as a group.
         drop(turn.take());

@@ -22,7 +22,7 @@
 //! its outcome unknown, as for any append whose statement may have been sent: the group
 //! still writes it, unless the group fails as a whole (then nobody runs it alone).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use annals::{NewEvent, StoreError};
@@ -161,11 +161,11 @@ impl Turn {
             self.released = true;
             return None;
         }
-        let mut streams = HashSet::new();
-        let mut taken = Vec::new();
+        let mut taken: Vec<Queued> = Vec::new();
         let mut left = VecDeque::with_capacity(state.queue.len());
         while let Some(queued) = state.queue.pop_front() {
-            if taken.len() < group.limit && streams.insert(queued.stream_id.clone()) {
+            // At most 64 appends by default: a scan is cheaper than hashing each stream id.
+            if taken.len() < group.limit && !taken.iter().any(|t| t.stream_id == queued.stream_id) {
                 taken.push(queued);
             } else {
                 left.push_back(queued);
@@ -235,7 +235,13 @@ async fn write_group(store: &PostgresStore, group: &[Queued]) -> Result<Vec<Outc
     let mut steps = Vec::with_capacity(events);
     let mut columns = Columns::with_capacity(events);
     for queued in group {
-        for (step, event) in (1..).zip(&queued.events) {
+        for (index, event) in queued.events.iter().enumerate() {
+            let Some(step) = i32::try_from(index).ok().and_then(|index| index.checked_add(1)) else {
+                return Err(backend(
+                    operation(),
+                    format!("an append to stream `{}` holds more events than an integer counts", queued.stream_id),
+                ));
+            };
             streams.push(queued.stream_id.as_str());
             expected.push(queued.expected);
             steps.push(step);

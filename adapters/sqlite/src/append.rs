@@ -11,6 +11,7 @@
 //! returned), a reused id and a conflict ([`kit::already_stored`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use annals::store::kit::{self, from_db, to_db};
 use annals::{Envelope, ExpectedVersion, NewEvent, StoreError};
@@ -32,7 +33,6 @@ const ATTEMPTS: u32 = 3;
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
 /// An event encoded for its row: what its insert binds.
-#[derive(Clone)]
 pub(crate) struct EventRow {
     event_id: Uuid,
     event_type: String,
@@ -76,8 +76,10 @@ impl SqliteStore {
             // No stream can be at a version beyond what the table stores.
             ExpectedVersion::Exact(version) => Some(to_db(version, "expected version").unwrap_or(-1)),
         };
-        // Encode before taking the write lock, so it is held only for the database's work.
-        let encoded = events.iter().map(|event| encode(event, &operation)).collect::<Result<Vec<_>, _>>()?;
+        // Encode before taking the write lock, so it is held only for the database's work;
+        // shared, so that a one-event append waits in the group queue without a copy.
+        let encoded =
+            events.iter().map(|event| encode(event, &operation).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
         let mut attempt = 1;
         loop {
             let outcome = self.try_append(stream_id, expected_version, &encoded, &operation).await?;
@@ -116,7 +118,7 @@ impl SqliteStore {
         &self,
         stream_id: &str,
         expected: Option<i64>,
-        encoded: &[EventRow],
+        encoded: &[Arc<EventRow>],
         operation: Operation<'_>,
     ) -> Result<Attempt, StoreError> {
         let (recorded_at, recorded_nanos) = rows::now();
@@ -124,11 +126,13 @@ impl SqliteStore {
             return Ok(Attempt::Written(Vec::new(), recorded_at));
         };
         if rest.is_empty() {
-            return Ok(match self.append_one(stream_id, expected, first.clone(), recorded_nanos, operation).await? {
-                Decided::Written(place) => Attempt::Written(vec![place], recorded_at),
-                Decided::WrongVersion => Attempt::WrongVersion,
-                Decided::Taken => Attempt::Taken,
-            });
+            return Ok(
+                match self.append_one(stream_id, expected, Arc::clone(first), recorded_nanos, operation).await? {
+                    Decided::Written(place) => Attempt::Written(vec![place], recorded_at),
+                    Decided::WrongVersion => Attempt::WrongVersion,
+                    Decided::Taken => Attempt::Taken,
+                },
+            );
         }
         let insert_first = bind_event(sql::INSERT_FIRST, stream_id, expected, first, recorded_nanos);
         let writer = self.inner.writer.lock().await;

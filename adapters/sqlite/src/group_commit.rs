@@ -53,7 +53,7 @@ impl Queue {
 pub(crate) struct Waiting {
     stream_id: String,
     expected: Option<i64>,
-    row: EventRow,
+    row: Arc<EventRow>,
     recorded_nanos: i64,
     decided: Mutex<Option<Decided>>,
 }
@@ -86,7 +86,7 @@ impl SqliteStore {
         &self,
         stream_id: &str,
         expected: Option<i64>,
-        row: EventRow,
+        row: Arc<EventRow>,
         recorded_nanos: i64,
         operation: Operation<'_>,
     ) -> Result<Decided, StoreError> {
