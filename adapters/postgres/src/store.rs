@@ -51,7 +51,6 @@ struct Inner {
 }
 
 /// What [`PostgresStore`]'s builder methods set.
-#[derive(Clone)]
 struct Settings {
     schema: SchemaName,
     warn_held_back_after: Duration,
