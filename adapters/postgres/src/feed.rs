@@ -145,7 +145,7 @@ use annals::store::{kit, BoxStream, Checkpoint, EventFeed, FeedBatch, Filter, St
 use annals::StoreError;
 use sqlx::Row;
 
-use crate::error::store_error;
+use crate::error::{backend, store_error};
 use crate::feed_window::{self, Refresh};
 use crate::{rows, sql, PostgresStore};
 
@@ -406,6 +406,13 @@ impl PostgresStore {
             StreamFilter::Category(category) => (None, Some(category.as_str())),
         };
         let (commit, position) = after.parts();
+        let partition = match filter.partition {
+            Some(partition) => {
+                self.check_partition_hash().await?;
+                (Some(i64::from(partition.count())), Some(i64::from(partition.index())))
+            }
+            None => (None, None),
+        };
         // Never closed: the store owns it.
         let _turn = self.feed_reads().acquire().await.ok();
         let rows = self
@@ -417,6 +424,8 @@ impl PostgresStore {
                     .bind(stream)
                     .bind(category)
                     .bind(kit::bound_to_db(u64::try_from(limit).unwrap_or(u64::MAX)))
+                    .bind(partition.0)
+                    .bind(partition.1)
                     .fetch_all(self.pool())
             })
             .await
@@ -448,6 +457,32 @@ impl PostgresStore {
             _ => (tail.into_iter().chain(events.last().map(|e| e.checkpoint)).max().unwrap_or(after), false),
         };
         Ok(FeedBatch { events, next: next.max(after), more })
+    }
+
+    /// Fails unless the server places stream ids in partitions as
+    /// [`stream_hash`](annals::store::stream_hash) does: the feed filters partitions in
+    /// SQL, and the shared window (and every other store) in Rust. `hashtext` differs on
+    /// big-endian servers. Checked once per store.
+    async fn check_partition_hash(&self) -> Result<(), StoreError> {
+        const PROBE: &str = "annals partition probe: ünïcode, more than twelve bytes";
+        let operation = || "checking that the server hashes stream ids into partitions as annals does".to_owned();
+        let check = || async {
+            let server: i64 = self
+                .on_live_connection(|| sqlx::query_scalar(sql::PARTITION_HASH_OF).bind(PROBE).fetch_one(self.pool()))
+                .await
+                .map_err(|e| store_error(operation(), e))?;
+            let annals = i64::from(annals::store::stream_hash(PROBE));
+            if server == annals {
+                Ok(())
+            } else {
+                let problem = format!(
+                    "the server's `hashtext` gives {server} where annals gives {annals} (a big-endian server?); \
+                     partitioned consumers cannot run on this server: run the consumer unpartitioned"
+                );
+                Err(backend(operation(), problem))
+            }
+        };
+        self.partition_hash_agrees().get_or_try_init(check).await.map(|&()| ())
     }
 
     /// [`settle`](EventFeed::settle) without telling the shared window.

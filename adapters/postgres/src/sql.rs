@@ -17,6 +17,15 @@ pub(crate) const ADVISORY_XACT_LOCK: &str = "SELECT pg_advisory_xact_lock(hashte
 /// it did. Released when the session ends.
 pub(crate) const TRY_ADVISORY_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))";
 
+/// A stream's partition hash in SQL, [`annals::store::stream_hash`]: `hashtext` of the
+/// id's bytes (`COLLATE "C"`: whatever the column's collation) as an unsigned 32-bit
+/// integer, in an `int8`.
+const PARTITION_HASH: &str = r#"(hashtext(stream_id COLLATE "C")::int8 & 4294967295)"#;
+
+/// [`PARTITION_HASH`] of `$1`: what the store compares with
+/// [`stream_hash`](annals::store::stream_hash) before it reads a partition.
+pub(crate) const PARTITION_HASH_OF: &str = r#"SELECT (hashtext($1 COLLATE "C")::int8 & 4294967295)"#;
+
 /// The first transaction id not yet assigned when the statement's snapshot was taken.
 pub(crate) const SNAPSHOT_XMAX: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8";
 
@@ -330,7 +339,8 @@ impl Statements {
     /// The feed read (see `feed.rs`), in schema `s` (quoted), selecting `all` event columns.
     ///
     /// `$1` checkpoint transaction id, `$2` checkpoint position, `$3` event types (NULL:
-    /// all), `$4` stream (NULL: all), `$5` category (NULL: all), `$6` page size. One row
+    /// all), `$4` stream (NULL: all), `$5` category (NULL: all), `$6` page size, `$7`
+    /// partition count (NULL: all streams) and `$8` partition index. One row
     /// per event, or one row of NULL event columns when the page is empty; every row
     /// carries the last event below the horizon (`tail_commit`, `tail_position`; NULL when
     /// there is none). The event columns come first and unqualified: only the page has
@@ -378,6 +388,7 @@ impl Statements {
                    AND ($4::text IS NULL OR stream_id = $4::text) \
                    AND ($5::text IS NULL OR (starts_with(stream_id, $5::text || '-') \
                                              AND length(stream_id) > length($5::text) + 1)) \
+                   AND ($7::int8 IS NULL OR {PARTITION_HASH} % $7::int8 = $8::int8) \
                  ORDER BY transaction_id, global_position \
                  LIMIT $6 \
              ) AS page ON true \

@@ -48,6 +48,9 @@ struct Inner {
     feed_window: crate::feed_window::FeedWindow,
     /// Appends waiting to be written together (`group_commit.rs`).
     group_commit: crate::group_commit::GroupCommit,
+    /// Set once the server was found to hash stream ids into partitions as
+    /// [`annals::store::stream_hash`] does (`feed.rs`).
+    partition_hash_agrees: tokio::sync::OnceCell<()>,
 }
 
 /// What [`PostgresStore`]'s builder methods set.
@@ -72,6 +75,7 @@ impl Inner {
                 usize::try_from(pool.options().get_max_connections() / 2).unwrap_or(1).max(1),
             ),
             feed_window: crate::feed_window::FeedWindow::default(),
+            partition_hash_agrees: tokio::sync::OnceCell::new(),
             pool,
         }
     }
@@ -243,6 +247,10 @@ impl PostgresStore {
     }
 
     /// Turns for feed reads: at most half the pool's connections read the feed at once.
+    pub(crate) fn partition_hash_agrees(&self) -> &tokio::sync::OnceCell<()> {
+        &self.inner.partition_hash_agrees
+    }
+
     pub(crate) fn feed_reads(&self) -> &tokio::sync::Semaphore {
         &self.inner.feed_reads
     }

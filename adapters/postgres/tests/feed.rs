@@ -300,3 +300,27 @@ mod with_shared_reads {
         store
     });
 }
+
+/// The feed filters partitions in SQL and the shared window in Rust: both must place
+/// every stream in the same partition. Compares the server's hash with
+/// `annals::store::stream_hash` for ids of every length from 0 to 40 bytes, multi-byte
+/// characters, and ids that differ only in case or a trailing byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_places_streams_in_partitions_as_annals_does() {
+    let _shared = GATE.read().await;
+    let store = store().await;
+    let mut ids: Vec<String> = (0..=40).map(|n| "x".repeat(n)).collect();
+    ids.extend((0..500).map(|n| format!("cart-{n}")));
+    ids.extend((0..200).map(|n| format!("Ünïcödé-strëam-{n}-✓")));
+    ids.extend(["CART-1", "cart-1 ", "a\\b", "%_", "\u{10FFFF}"].map(String::from));
+    let server: Vec<(String, i64)> =
+        sqlx::query_as(r#"SELECT id, hashtext(id COLLATE "C")::int8 & 4294967295 FROM unnest($1::text[]) AS id"#)
+            .bind(&ids)
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(server.len(), ids.len());
+    for (id, hash) in server {
+        assert_eq!(hash, i64::from(annals::store::stream_hash(&id)), "stream `{id}`");
+    }
+}

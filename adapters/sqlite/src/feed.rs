@@ -25,8 +25,19 @@ fn checkpoint(position: u64) -> Checkpoint {
     Checkpoint::from_parts(0, position)
 }
 
+/// The events of `events` in the filter's partition, if it has one. SQLite has no
+/// function for the partition hash, so a partition is the one part of a filter applied
+/// after the query: the query's limit counts the events of every partition, and a read
+/// of one partition returns about `limit / count` events, with `next` past the others.
+fn in_partition(mut events: Vec<FeedEvent>, filter: &Filter) -> Vec<FeedEvent> {
+    if let Some(partition) = filter.partition {
+        events.retain(|event| partition.contains(&event.envelope.stream_id));
+    }
+    events
+}
+
 /// One read is one statement, so it sees one snapshot of the database; the filter runs
-/// in SQL. When fewer events than asked for match, the batch's `next` moves past the
+/// in SQL (but for its partition, see [`in_partition`]). When fewer events than asked for match, the batch's `next` moves past the
 /// positions the read scanned (up to the head of its snapshot, never beyond), so a
 /// consumer of a rare event type does not scan the same events again.
 impl EventFeed for SqliteStore {
@@ -73,7 +84,7 @@ impl EventFeed for SqliteStore {
                 // delivered, and the next read, which starts at it, fails there.
                 Err(StoreError::Corrupt { .. }) if !events.is_empty() => {
                     let next = events.last().map_or(after, |last| last.checkpoint);
-                    return Ok(FeedBatch { events, next, more: true });
+                    return Ok(FeedBatch { events: in_partition(events, filter), next, more: true });
                 }
                 Err(error) => return Err(error),
             }
@@ -95,7 +106,7 @@ impl EventFeed for SqliteStore {
                 (next, window_end < head)
             }
         };
-        Ok(FeedBatch { events, next, more })
+        Ok(FeedBatch { events: in_partition(events, filter), next, more })
     }
 
     /// Wakes on every append of this process (any clone of the store). Appends of other

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::support::{drain, event, events, fast, feed_all, noise, noted, read, wait_until};
 use crate::envelope::{Envelope, NewEvent};
 use crate::projection::BoxError;
-use crate::store::{Checkpoint, EventFeed, EventStore, ExpectedVersion, FeedEvent, Filter, StoreError};
+use crate::store::{Checkpoint, EventFeed, EventStore, ExpectedVersion, FeedEvent, Filter, Partition, StoreError};
 use crate::subscription::{Sink, SinkError, Subscription};
 
 /// A sink that records every event a subscription hands it, exactly as handed.
@@ -205,6 +205,50 @@ pub async fn stream_and_category_filters_select_exactly_the_matching_events<S: E
     }
     let carts = all.iter().filter(|e| Filter::all().category("cart").matches(&e.envelope.stream_id, "")).count();
     assert_eq!(carts, 6, "cart-1, cart-2 and cart-1-extra, two events each");
+}
+
+/// The partitions of a count split the feed between them: each reads exactly the events
+/// of its streams, in commit order, alone or with other filters, and together they read
+/// every event once.
+pub async fn partitions_split_the_feed_by_stream<S: EventStore + EventFeed>(store: S) {
+    let streams: Vec<String> = (0..40).map(|n| format!("part-{n}")).collect();
+    // Three rounds over every stream: each stream's events are spread over the feed.
+    for round in 0..3u64 {
+        for stream in &streams {
+            let events = vec![noted(&format!("{stream}/{round}")), noise(&format!("{stream}/{round}"))];
+            store.append(stream, ExpectedVersion::Exact(round * 2), events).await.unwrap();
+        }
+    }
+    let (all, _) = drain(&store, Checkpoint::START, &Filter::all(), 1000).await;
+    assert_eq!(all.len(), 240);
+    for count in [1, 2, 3, 4] {
+        let mut seen = 0;
+        for partition in Partition::all(count).unwrap() {
+            for (filter, limit) in [
+                (Filter::all().partition(partition), 1),
+                (Filter::all().partition(partition), 7),
+                (Filter::all().partition(partition).event_types(["conformance.noted"]), 5),
+                (Filter::all().partition(partition).category("part"), 500),
+                (Filter::all().partition(partition).stream("part-7"), 2),
+            ] {
+                let expected: Vec<FeedEvent> = all
+                    .iter()
+                    .filter(|e| filter.matches(&e.envelope.stream_id, &e.envelope.event_type))
+                    .cloned()
+                    .collect();
+                let (got, _) = drain(&store, Checkpoint::START, &filter, limit).await;
+                assert_eq!(got, expected, "partition {partition}, filter {filter:?}, limit {limit}");
+            }
+            let (mine, _) = drain(&store, Checkpoint::START, &Filter::all().partition(partition), 100).await;
+            assert!(mine.iter().all(|e| partition.contains(&e.envelope.stream_id)), "partition {partition}");
+            seen += mine.len();
+        }
+        assert_eq!(seen, all.len(), "the {count} partitions together read every event once");
+    }
+    // A stream's partition reads all of it.
+    let owner = Partition::of("part-7", 3).unwrap();
+    let (of_seven, _) = drain(&store, Checkpoint::START, &Filter::all().partition(owner).stream("part-7"), 100).await;
+    assert_eq!(of_seven.len(), 6);
 }
 
 /// A read after a checkpoint returns exactly the events after it; after the last event

@@ -200,7 +200,7 @@ macro_rules! store_conformance_tests {
 }
 
 /// Expands to one `#[test]` per case of the [`feed`](crate::conformance::feed) suite:
-/// commit order, batches, pushed-down filters, resuming after checkpoints, `settle`,
+/// commit order, batches, pushed-down filters and partitions, resuming after checkpoints, `settle`,
 /// wake-ups, and concurrent writers whose failed appends roll back.
 #[macro_export]
 macro_rules! feed_conformance_tests {
@@ -212,6 +212,7 @@ macro_rules! feed_conformance_tests {
             a_read_says_whether_more_follows_at_once,
             a_type_filter_is_pushed_down_and_next_moves_past_skipped_events,
             stream_and_category_filters_select_exactly_the_matching_events,
+            partitions_split_the_feed_by_stream,
             a_read_resumes_strictly_after_its_checkpoint,
             checkpoints_increase_and_survive_text_bytes_and_serde,
             settle_then_read_sees_everything_appended_before,

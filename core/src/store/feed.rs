@@ -8,7 +8,7 @@ use futures::stream::BoxStream;
 
 use crate::envelope::Envelope;
 use crate::projection::Projection;
-use crate::store::StoreError;
+use crate::store::{Partition, StoreError};
 
 /// A place in a store's commit order; a feed read resumes strictly after it.
 ///
@@ -116,6 +116,8 @@ pub struct Filter {
     pub event_types: Option<Vec<String>>,
     /// Only these streams.
     pub streams: StreamFilter,
+    /// Only the streams of this partition; `None` for all.
+    pub partition: Option<Partition>,
 }
 
 /// The stream part of a [`Filter`].
@@ -160,6 +162,21 @@ impl Filter {
         self
     }
 
+    /// Only the streams of `partition`: how the partitions of a partitioned consumer
+    /// split the feed between them.
+    ///
+    /// ```
+    /// # use annals::store::{Filter, Partition};
+    /// let first = Filter::all().partition(Partition::new(0, 2)?);
+    /// let second = Filter::all().partition(Partition::new(1, 2)?);
+    /// assert_ne!(first.matches("cart-1", "e"), second.matches("cart-1", "e"));
+    /// # Ok::<(), annals::store::InvalidPartition>(())
+    /// ```
+    pub fn partition(mut self, partition: Partition) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
     /// Whether an event of `event_type` in `stream_id` passes the filter.
     pub fn matches(&self, stream_id: &str, event_type: &str) -> bool {
         let type_ok = self.event_types.as_ref().is_none_or(|types| types.iter().any(|t| t == event_type));
@@ -170,7 +187,7 @@ impl Filter {
                 stream_id.strip_prefix(c.as_str()).is_some_and(|rest| rest.len() > 1 && rest.starts_with('-'))
             }
         };
-        type_ok && stream_ok
+        type_ok && stream_ok && self.partition.is_none_or(|partition| partition.contains(stream_id))
     }
 }
 

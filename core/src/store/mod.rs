@@ -3,7 +3,8 @@
 //! - [`EventStore`] (`event_store.rs`): append to a stream with optimistic concurrency,
 //!   read a stream back.
 //! - [`EventFeed`] (`feed.rs`): the only read across streams, in commit order and without
-//!   gaps, from an opaque [`Checkpoint`].
+//!   gaps, from an opaque [`Checkpoint`]; a [`Filter`] narrows it, down to one
+//!   [`Partition`] of the streams (`partition.rs`).
 //! - [`SnapshotStore`] (`snapshot_store.rs`): optional, for
 //!   [`Repository::with_snapshots`](crate::Repository::with_snapshots).
 //! - [`CheckpointStore`] (`checkpoint_store.rs`): where consumers keep their checkpoints,
@@ -19,6 +20,7 @@ mod event_store;
 mod feed;
 mod inspect;
 pub mod kit;
+mod partition;
 mod snapshot_store;
 
 pub use checkpoint_store::CheckpointStore;
@@ -28,4 +30,5 @@ pub use event_store::{EventStore, ExpectedVersion, VersionRange};
 pub use feed::{Checkpoint, EventFeed, FeedBatch, FeedEvent, Filter, InvalidCheckpoint, StreamFilter};
 pub use futures::stream::BoxStream;
 pub use inspect::{ConsumerInfo, Inspect, StreamInfo};
+pub use partition::{stream_hash, InvalidPartition, Partition};
 pub use snapshot_store::{SnapshotStore, StoredSnapshot};

@@ -49,4 +49,4 @@ pub use sink::{Sink, SinkError};
 pub use subscription::{Subscription, SubscriptionError, SubscriptionOptions, SubscriptionState, SubscriptionStatus};
 pub use wait::{wait_for_checkpoint, WaitError};
 
-pub use crate::store::{Checkpoint, CheckpointStore, EventFeed, FeedBatch, FeedEvent, Filter, StreamFilter};
+pub use crate::store::{Checkpoint, CheckpointStore, EventFeed, FeedBatch, FeedEvent, Filter, Partition, StreamFilter};

@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use crate::projection::BoxError;
 use crate::retry::{Attempts, RetryPolicy};
-use crate::store::{Checkpoint, EventFeed, FeedBatch, Filter, StoreError};
+use crate::store::{Checkpoint, EventFeed, FeedBatch, Filter, Partition, StoreError};
 use crate::subscription::{Sink, SinkError};
 use crate::telemetry;
 
@@ -178,6 +178,32 @@ impl<F: EventFeed, S: Sink> Subscription<F, S> {
     /// narrow what a consumer reads.
     pub fn filter(mut self, filter: Filter) -> Self {
         self.filter = filter;
+        self
+    }
+
+    /// Only the events of `partition`'s streams (added to the filter): one partition of
+    /// a consumer split into several, each with its own name and checkpoint.
+    ///
+    /// ```
+    /// # use annals::subscription::{InMemoryProjection, Subscription};
+    /// # use annals::store::Partition;
+    /// # use annals_memory::MemoryStore;
+    /// # use annals::prelude::*;
+    /// # #[derive(Event, serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+    /// # pub struct Rang;
+    /// # #[derive(Projection, Default)]
+    /// # #[projection(name = "ring_count", events(Rang))]
+    /// # struct RingCount;
+    /// # impl On<Rang> for RingCount {
+    /// #     async fn on(&mut self, _: Rang, _: &Envelope, _: &mut ()) -> Result<(), annals::BoxError> { Ok(()) }
+    /// # }
+    /// let store = MemoryStore::new();
+    /// // The streams of the first of two partitions; another subscription reads the second.
+    /// let half = Subscription::new(store, InMemoryProjection::new(RingCount)).partition(Partition::new(0, 2)?);
+    /// # Ok::<(), annals::store::InvalidPartition>(())
+    /// ```
+    pub fn partition(mut self, partition: Partition) -> Self {
+        self.filter.partition = Some(partition);
         self
     }
 
