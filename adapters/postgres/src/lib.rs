@@ -91,6 +91,7 @@ mod inspect;
 mod json;
 mod listener;
 mod migrate;
+mod partitioned;
 mod read;
 mod rows;
 mod runner;
@@ -102,6 +103,7 @@ mod store;
 pub mod testing;
 
 pub use crate::feed::FeedBlocker;
+pub use crate::partitioned::{partition_consumer_name, PartitionedStatus, PgPartitionedRunner};
 pub use crate::runner::{LockedReset, PgProjectionRunner, ResetError, RunError};
 pub use crate::schema::{migrations, InvalidSchemaName, Migration, SchemaName};
 pub use crate::store::PostgresStore;

@@ -288,6 +288,30 @@ pub enum RunError {
         #[source]
         source: StoreError,
     },
+    /// A [`PgPartitionedRunner`](crate::PgPartitionedRunner)'s `make` built a partition's
+    /// subscription whose sink has another name than the partition's: partitions sharing
+    /// a name would share one checkpoint.
+    #[error(
+        "consumer `{name}`: the subscription made for partition consumer `{expected}` has a sink named `{got}`; \
+         name the sink with the name `make` receives (for `ExactlyOnce`, `.named(name)`)"
+    )]
+    Misnamed {
+        /// The partitioned consumer.
+        name: String,
+        /// The partition's consumer name.
+        expected: String,
+        /// The sink's name.
+        got: String,
+    },
+    /// A partition's subscription panicked (a handler panicked); the runner stopped
+    /// every partition and released its locks.
+    #[error("consumer `{name}` panicked: {reason}")]
+    Panicked {
+        /// The partition's consumer name.
+        name: String,
+        /// The panic, as the task reported it.
+        reason: String,
+    },
 }
 
 /// A dedicated connection holding the lock `key`, once it is free. Transient failures
@@ -332,6 +356,6 @@ async fn hold(lock: &mut PgConnection, interval: Duration) {
     }
 }
 
-async fn try_lock(conn: &mut PgConnection, key: &str) -> Result<bool, sqlx::Error> {
+pub(crate) async fn try_lock(conn: &mut PgConnection, key: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(sql::TRY_ADVISORY_LOCK).bind(key).fetch_one(&mut *conn).await
 }

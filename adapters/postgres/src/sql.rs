@@ -26,6 +26,24 @@ const PARTITION_HASH: &str = r#"(hashtext(stream_id COLLATE "C")::int8 & 4294967
 /// [`stream_hash`](annals::store::stream_hash) before it reads a partition.
 pub(crate) const PARTITION_HASH_OF: &str = r#"SELECT (hashtext($1 COLLATE "C")::int8 & 4294967295)"#;
 
+/// Releases the session-level advisory lock `$1` (text key) that
+/// [`TRY_ADVISORY_LOCK`] took.
+pub(crate) const ADVISORY_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtextextended($1, 0))";
+
+/// Takes the session-level advisory lock on the two `int4` keys `hashtext($1)` (the
+/// instances of one partitioned consumer, [`Statements::consumer_members_key`]) and `$2`
+/// (one instance) if it is free; returns whether it did.
+pub(crate) const TRY_MEMBER_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext($1), $2)";
+
+/// How many sessions of this database hold a [`TRY_MEMBER_LOCK`] lock of `$1`: the
+/// instances running a partitioned consumer. A lock on two `int4` keys shows in
+/// `pg_locks` with the first in `classid`, the second in `objid`, and `objsubid` 2.
+pub(crate) const COUNT_MEMBERS: &str = "\
+    SELECT count(*) FROM pg_locks \
+    WHERE locktype = 'advisory' AND objsubid = 2 AND granted \
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+      AND classid = hashtext($1)::oid";
+
 /// The first transaction id not yet assigned when the statement's snapshot was taken.
 pub(crate) const SNAPSHOT_XMAX: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8";
 
@@ -400,6 +418,12 @@ impl Statements {
     /// while it runs (see `runner.rs`).
     pub(crate) fn consumer_lock_key(&self, name: &str) -> String {
         format!("annals projection {}.{name}", self.schema.as_str())
+    }
+
+    /// The first key of the locks the instances of consumer `name` split into `count`
+    /// partitions hold while they run (see `partitioned.rs`).
+    pub(crate) fn consumer_members_key(&self, name: &str, count: u32) -> String {
+        format!("annals partitioned projection {}.{name} of {count}", self.schema.as_str())
     }
 }
 
