@@ -88,6 +88,8 @@ async fn plan(store: &PostgresStore, mode: &str) -> String {
         .bind(None::<String>)
         .bind(None::<String>)
         .bind(500i64)
+        .bind(None::<i64>)
+        .bind(None::<i64>)
         .fetch_all(&mut *conn)
         .await
         .unwrap();

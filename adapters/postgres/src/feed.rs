@@ -406,7 +406,7 @@ impl PostgresStore {
             StreamFilter::Category(category) => (None, Some(category.as_str())),
         };
         let (commit, position) = after.parts();
-        let partition = match filter.partition {
+        let partition = match filter.partition.filter(|partition| !partition.is_everything()) {
             Some(partition) => {
                 self.check_partition_hash().await?;
                 (Some(i64::from(partition.count())), Some(i64::from(partition.index())))

@@ -102,7 +102,12 @@ impl Partition {
     /// # Ok::<(), annals::store::InvalidPartition>(())
     /// ```
     pub fn contains(self, stream_id: &str) -> bool {
-        stream_hash(stream_id) % self.count == self.index
+        self.count == 1 || stream_hash(stream_id) % self.count == self.index
+    }
+
+    /// Whether this is the one partition of 1: every stream, no filter at all.
+    pub fn is_everything(self) -> bool {
+        self.count == 1
     }
 }
 
