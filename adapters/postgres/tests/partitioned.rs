@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use annals::prelude::*;
-use annals::store::Partition;
+use annals::store::{Inspect, Partition};
 use annals::subscription::{ExactlyOnce, Subscription, SubscriptionOptions};
 use annals::{BoxError, NewEvent, RetryPolicy};
 use annals_postgres::testing::fresh_store;
@@ -189,6 +189,19 @@ async fn partitions_spread_over_instances_and_are_taken_over() {
     assert_eq!(first_status.borrow().instances, 2, "{held:?}");
     write(&store, 10).await;
     until_applied(&store, 600).await;
+    // An operator sees each partition as a consumer, who runs it, and that it is caught up.
+    // (A partition's checkpoint moves past the others' events at its next read.)
+    let mut consumers = Vec::new();
+    for _ in 0..500 {
+        consumers = store.consumers().await.unwrap();
+        if consumers.iter().all(|c| c.behind == 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let names: Vec<&str> = consumers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["applied[0/4]", "applied[1/4]", "applied[2/4]", "applied[3/4]"]);
+    assert!(consumers.iter().all(|c| c.held_by.is_some() && c.behind == 0), "{consumers:#?}");
 
     first.abort();
     until_held(&[&second_status], "all four in the second", |h| h[0] == [0, 1, 2, 3]).await;
