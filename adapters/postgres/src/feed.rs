@@ -430,25 +430,29 @@ impl PostgresStore {
             })
             .await
             .map_err(|e| store_error(operation(), e))?;
-        if let Some(row) = rows.first() {
-            let horizon: i64 = row.try_get("horizon_xmin").map_err(|e| store_error(operation(), e))?;
-            let xmax: i64 = row.try_get("horizon_xmax").map_err(|e| store_error(operation(), e))?;
-            if self.held_back().observe(horizon, xmax, self.warn_held_back_after()) {
-                self.warn_held_back().await;
-            }
-            metrics::gauge!(FEED_HELD_BACK, "schema" => self.schema().as_str().to_owned())
-                .set(self.held_back().held_for().as_secs_f64());
-        }
+        let mut header = None;
         let mut events = Vec::with_capacity(rows.len());
-        let mut tail = None;
         for row in &rows {
-            let extras = rows::feed_extras(row, tail.is_none(), operation)?;
-            tail = tail.or(extras.tail);
-            let Some(commit) = extras.commit else {
-                continue; // the empty page's single row
-            };
-            events.push(rows::feed_event(row, |position| Checkpoint::from_parts(commit, position), operation)?);
+            match rows::feed_commit(row, operation)? {
+                Some(commit) => {
+                    events.push(rows::feed_event(row, |position| Checkpoint::from_parts(commit, position), operation)?);
+                }
+                None => header = Some(rows::feed_header(row, operation)?),
+            }
         }
+        let Some(header) = header else {
+            return Err(backend(operation(), "the feed read returned no row with its horizon".to_owned()));
+        };
+        // The rows come in no promised order (they do come in order: this is a check).
+        if !events.is_sorted_by_key(|event| event.checkpoint) {
+            events.sort_by_key(|event| event.checkpoint);
+        }
+        if self.held_back().observe(header.horizon, header.xmax, self.warn_held_back_after()) {
+            self.warn_held_back().await;
+        }
+        metrics::gauge!(FEED_HELD_BACK, "schema" => self.schema().as_str().to_owned())
+            .set(self.held_back().held_for().as_secs_f64());
+        let tail = header.tail;
         let (next, more) = match events.last() {
             // A full page: more matching events may follow it.
             Some(last) if events.len() >= limit => (last.checkpoint, true),
