@@ -218,18 +218,18 @@ async fn reset_statements(store: &annals_postgres::PostgresStore) -> bool {
 /// Calls, and server time per call split into planning and execution, of the statements
 /// since the last reset, most called first.
 async fn print_statements(store: &annals_postgres::PostgresStore, side: &str) {
-    let rows: Vec<(String, i64, f64, f64)> = sqlx::query_as(
-        "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 60), calls, total_plan_time, total_exec_time \
+    let rows: Vec<(String, i64, i64, f64, f64)> = sqlx::query_as(
+        "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 60), calls, plans, total_plan_time, total_exec_time \
          FROM pg_stat_statements WHERE query NOT ILIKE '%pg_stat_statements%' ORDER BY calls DESC LIMIT 4",
     )
     .fetch_all(store.pool())
     .await
     .unwrap_or_default();
     println!("   {side}, by statement:");
-    for (query, calls, plan, exec) in rows {
+    for (query, calls, plans, plan, exec) in rows {
         let per = |ms: f64| ms * 1e3 / calls.max(1) as f64;
         println!(
-            "      {calls:>5} calls, {:>7.1} µs planning + {:>7.1} µs executing per call: {query}",
+            "      {calls:>5} calls ({plans} planned), {:>7.1} µs planning + {:>7.1} µs executing per call: {query}",
             per(plan),
             per(exec)
         );

@@ -147,6 +147,7 @@ use sqlx::Row;
 
 use crate::error::{backend, store_error};
 use crate::feed_window::{self, Refresh};
+use crate::sql::{FeedShape, StreamShape};
 use crate::{rows, sql, PostgresStore};
 
 /// The metric of how long the feed's horizon has been held at one running transaction,
@@ -299,11 +300,14 @@ impl PostgresStore {
     }
 }
 
-/// The feed read's SQL for `store` (bind parameters as `read_feed` binds them), for
-/// benchmarks that show its plan. Not part of the API.
+/// The feed read's SQL for `store` with an event type filter and, if `partition`, a
+/// partition (parameters: checkpoint transaction id and position, page size, event types,
+/// then partition count and index), for benchmarks and tests that show its plan. Not
+/// part of the API.
 #[doc(hidden)]
-pub fn page_sql_for_benchmarks(store: &PostgresStore) -> &str {
-    &store.sql().feed
+pub fn page_sql_for_benchmarks(store: &PostgresStore, partition: bool) -> &str {
+    let shape = FeedShape { types: true, streams: StreamShape::All, partition };
+    store.sql().feed.get(shape.index()).map_or("", String::as_str)
 }
 
 /// Reads in commit order below the horizon; see the [module docs](self).
@@ -400,33 +404,44 @@ impl PostgresStore {
     async fn read_feed_alone(&self, after: Checkpoint, filter: &Filter, limit: usize) -> Result<FeedBatch, StoreError> {
         let operation = || format!("reading the event feed after {after}");
         let limit = limit.max(1);
-        let (stream, category) = match &filter.streams {
-            StreamFilter::All => (None, None),
-            StreamFilter::Stream(stream) => (Some(stream.as_str()), None),
-            StreamFilter::Category(category) => (None, Some(category.as_str())),
+        let (stream, streams) = match &filter.streams {
+            StreamFilter::All => (None, StreamShape::All),
+            StreamFilter::Stream(stream) => (Some(stream.as_str()), StreamShape::Stream),
+            StreamFilter::Category(category) => (Some(category.as_str()), StreamShape::Category),
         };
         let (commit, position) = after.parts();
         let partition = match filter.partition.filter(|partition| !partition.is_everything()) {
             Some(partition) => {
                 self.check_partition_hash().await?;
-                (Some(i64::from(partition.count())), Some(i64::from(partition.index())))
+                Some((i64::from(partition.count()), i64::from(partition.index())))
             }
-            None => (None, None),
+            None => None,
         };
+        let shape = FeedShape { types: filter.event_types.is_some(), streams, partition: partition.is_some() };
+        let statement = self
+            .sql()
+            .feed
+            .get(shape.index())
+            .ok_or_else(|| backend(operation(), format!("no feed statement for filter shape {shape:?}")))?;
         // Never closed: the store owns it.
         let _turn = self.feed_reads().acquire().await.ok();
         let rows = self
             .on_live_connection(|| {
-                sqlx::query(&self.sql().feed)
+                // The parameters of the shape's filters only, in `Statements::feed`'s order.
+                let mut query = sqlx::query(statement)
                     .bind(kit::bound_to_db(commit))
                     .bind(kit::bound_to_db(position))
-                    .bind(filter.event_types.as_deref())
-                    .bind(stream)
-                    .bind(category)
-                    .bind(kit::bound_to_db(u64::try_from(limit).unwrap_or(u64::MAX)))
-                    .bind(partition.0)
-                    .bind(partition.1)
-                    .fetch_all(self.pool())
+                    .bind(kit::bound_to_db(u64::try_from(limit).unwrap_or(u64::MAX)));
+                if let Some(types) = filter.event_types.as_deref() {
+                    query = query.bind(types);
+                }
+                if let Some(stream) = stream {
+                    query = query.bind(stream);
+                }
+                if let Some((count, index)) = partition {
+                    query = query.bind(count).bind(index);
+                }
+                query.fetch_all(self.pool())
             })
             .await
             .map_err(|e| store_error(operation(), e))?;
