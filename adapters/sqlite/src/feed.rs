@@ -38,8 +38,9 @@ fn in_partition(mut events: Vec<FeedEvent>, filter: &Filter) -> Vec<FeedEvent> {
 
 /// One read is one statement, so it sees one snapshot of the database; the filter runs
 /// in SQL, but for its partition (see `in_partition`). When fewer events than asked for
-/// match, the batch's `next` moves past the positions the read scanned (up to the head of its snapshot, never beyond), so a
-/// consumer of a rare event type does not scan the same events again.
+/// match, the batch's `next` moves past the positions the read scanned (up to the head
+/// of its snapshot, never beyond), so a consumer of a rare event type does not scan the
+/// same events again.
 impl EventFeed for SqliteStore {
     async fn read_feed(&self, after: Checkpoint, filter: &Filter, limit: usize) -> Result<FeedBatch, StoreError> {
         let (_, after_position) = after.parts();
