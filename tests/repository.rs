@@ -561,3 +561,95 @@ async fn a_hot_stream_through_a_cached_repository_reads_once() {
     assert_eq!(versions, (1..=1600).collect::<Vec<u64>>());
     assert_eq!(store.reads(), 2, "the first command's load, and the history above");
 }
+
+/// A real store that counts the stream reads and appends it serves (refused ones too).
+#[derive(Clone, Default)]
+struct Counted {
+    inner: MemoryStore,
+    reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    appends: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Counted {
+    /// (reads, appends) so far.
+    fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.reads.load(SeqCst), self.appends.load(SeqCst))
+    }
+}
+
+impl EventStore for Counted {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        self.appends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.append(stream, expected, events).await
+    }
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a str,
+        versions: VersionRange,
+    ) -> futures::stream::BoxStream<'a, Result<Envelope, StoreError>> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.read_stream(stream, versions)
+    }
+    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        self.inner.stream_version(stream).await
+    }
+}
+
+#[tokio::test]
+async fn create_on_a_new_stream_appends_without_reading_it() {
+    let store = Counted::default();
+    let carts = Repository::<Cart, _>::new(store.clone()).with_retry(RetryPolicy::never());
+    let created = carts.create("new", add("tea", 2)).await.unwrap();
+    assert_eq!((created.version, created.attempts, created.events.len()), (1, 1, 1));
+    assert_eq!(store.counts(), (0, 1), "no read, one append");
+    assert_eq!(carts.load("new").await.unwrap().state, created.state);
+}
+
+/// `create` on a stream that has events is `execute`: a command the initial state would
+/// accept is refused by the store and decided again on the loaded state; one the initial
+/// state rejects is decided again on the loaded state, which may accept it. Neither
+/// waits for or spends a retry.
+#[tokio::test]
+async fn create_on_a_stream_that_exists_decides_again_on_its_events() {
+    let store = Counted::default();
+    let carts = Repository::<Cart, _>::new(store.clone()).with_retry(RetryPolicy::never());
+    carts.execute("old", add("tea", 1)).await.unwrap();
+    assert_eq!(store.counts(), (1, 1));
+
+    // Accepted on the initial state, refused by the store (version 0 expected), decided again.
+    let added = carts.create("old", add("pen", 1)).await.unwrap();
+    assert_eq!((added.version, added.attempts), (2, 2));
+    assert_eq!(added.state.items.len(), 2, "decided on the stored cart: {:?}", added.state);
+    assert_eq!(store.counts(), (2, 3), "one read, a refused append and the append");
+
+    // Rejected on the initial state (an empty cart cannot check out), accepted on the stored one.
+    let checked_out = carts.create("old", Checkout).await.unwrap();
+    assert_eq!((checked_out.version, checked_out.events[0].event_type.as_str()), (3, "cart.checked_out"));
+    assert_eq!(store.counts(), (3, 4), "no append on the guess it rejected");
+
+    // Rejected on the stored state too: the stored state's rejection is the answer.
+    let refused = carts.create("old", add("mug", 1)).await.unwrap_err();
+    assert!(matches!(refused, ExecuteError::Rejected(CartError::AlreadyCheckedOut)), "{refused:?}");
+    assert_eq!(all_events(&store.inner).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_create_sent_again_with_its_idempotency_key_is_stored_once() {
+    let inner = MemoryStore::new();
+    let flaky = Flaky::new(inner.clone());
+    let carts = Repository::<Cart, _>::new(flaky.clone()).with_retry(RetryPolicy::never());
+    let request = || Metadata::default().idempotency_key("open-9");
+    flaky.lose_next_reply.store(true, std::sync::atomic::Ordering::SeqCst);
+    let unknown = carts.create_with("9", add("tea", 1), request()).await;
+    assert!(matches!(unknown, Err(ExecuteError::Store(ref e)) if e.is_transient()), "{unknown:?}");
+    let again = carts.create_with("9", add("tea", 1), request()).await.unwrap();
+    assert_eq!((again.version, again.events.len()), (1, 1));
+    assert_eq!(all_events(&inner).await.len(), 1, "stored once");
+    assert_eq!(again.events[..], all_events(&inner).await[..]);
+}

@@ -500,6 +500,82 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     where
         A: Handle<C>,
     {
+        self.run(id, command, metadata, Start::Load).await
+    }
+
+    /// Executes `command`, which starts aggregate `id`, in one round trip: decides it on
+    /// the aggregate's initial state without reading the stream, and appends expecting
+    /// the stream to be empty. Use it where ids are new (a UUID minted for the order the
+    /// command opens).
+    ///
+    /// It is never wrong, only slower when the guess is: if the stream has events after
+    /// all, the append is refused and the command runs as [`execute`](Self::execute)
+    /// runs it (load, decide again, append), at once, without a retry's back-off. A
+    /// command the initial state rejects or leaves unchanged is decided again on the
+    /// loaded stream too, since its events may decide otherwise. With an idempotency key
+    /// a repeated `create` finds its events as `execute` does.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # use annals_memory::MemoryStore;
+    /// # #[derive(Event, serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+    /// # pub struct Noted { text: String }
+    /// # pub struct Note { text: String }
+    /// # #[derive(Aggregate, Default)]
+    /// # #[aggregate(events(Noted), commands(Note))]
+    /// # pub struct Notebook { notes: Vec<String> }
+    /// # impl Apply<Noted> for Notebook { fn apply(&mut self, e: Noted) { self.notes.push(e.text) } }
+    /// # impl Handle<Note> for Notebook {
+    /// #     fn handle(&self, c: &Note) -> Decision<Self> { Ok(vec![Noted { text: c.text.clone() }.into()]) }
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let notebooks = Repository::<Notebook, _>::new(MemoryStore::new());
+    /// let id = uuid::Uuid::now_v7().to_string();
+    /// let created = notebooks.create(&id, Note { text: "first".into() }).await?;
+    /// assert_eq!((created.version, created.attempts), (1, 1));
+    /// // On a stream that exists, it loads and decides again: two decisions.
+    /// let again = notebooks.create(&id, Note { text: "second".into() }).await?;
+    /// assert_eq!((again.version, again.attempts), (2, 2));
+    /// assert_eq!(again.state.notes, ["first", "second"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn create<'a, C: Send + 'a>(
+        &'a self,
+        id: &'a str,
+        command: C,
+    ) -> BoxFuture<'a, Result<Committed<A>, ExecuteError<A::Error>>>
+    where
+        A: Handle<C>,
+    {
+        self.create_with(id, command, Metadata::default()).boxed()
+    }
+
+    /// Like [`create`](Self::create), stamping `metadata` on every new event.
+    pub async fn create_with<C>(
+        &self,
+        id: &str,
+        command: C,
+        metadata: Metadata,
+    ) -> Result<Committed<A>, ExecuteError<A::Error>>
+    where
+        A: Handle<C>,
+    {
+        self.run(id, command, metadata, Start::AssumeNew).await
+    }
+
+    /// [`execute_with`](Self::execute_with) and [`create_with`](Self::create_with): the
+    /// command's span and metrics around [`execute_in_turn`](Self::execute_in_turn).
+    async fn run<C>(
+        &self,
+        id: &str,
+        command: C,
+        metadata: Metadata,
+        start: Start,
+    ) -> Result<Committed<A>, ExecuteError<A::Error>>
+    where
+        A: Handle<C>,
+    {
         let stream = A::stream_id(id);
         let span = tracing::info_span!(
             telemetry::COMMAND_SPAN,
@@ -511,7 +587,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             version = tracing::field::Empty,
         );
         let started = Instant::now();
-        let result = self.execute_in_turn(stream, command, metadata).instrument(span.clone()).await;
+        let result = self.execute_in_turn(stream, command, metadata, start).instrument(span.clone()).await;
         let outcome = match &result {
             Ok(committed) => {
                 span.record("attempts", committed.attempts);
@@ -538,6 +614,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         stream: String,
         command: C,
         metadata: Metadata,
+        start: Start,
     ) -> Result<Committed<A>, ExecuteError<A::Error>>
     where
         A: Handle<C>,
@@ -554,16 +631,21 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let mut decisions = 0;
         // The cached state, on the first try of a command without a key; a conflict
         // drops it, and the retries load.
-        let mut cached = match (&self.cache, &keyed) {
-            (Some(cache), None) => cache.get(&stream),
-            _ => None,
+        let mut cached = match (start, &self.cache, &keyed) {
+            (Start::AssumeNew, _, _) => None,
+            (Start::Load, Some(cache), None) => cache.get(&stream),
+            (Start::Load, _, _) => None,
         };
+        // `create`: the first decision is on the initial state, unread; the retries load.
+        let mut assume_new = start == Start::AssumeNew;
         loop {
             if let Some(keyed) = &mut keyed {
                 keyed.forget();
             }
+            let assumed = std::mem::take(&mut assume_new);
             let loaded = match cached.take() {
                 Some((state, version)) => Ok(Loaded { state, version }),
+                None if assumed => Ok(Loaded { state: A::initial(), version: 0 }),
                 None => self.load_latest_watching(&stream, &mut keyed).await,
             };
             let Loaded { mut state, version } = match loaded {
@@ -583,12 +665,17 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             decisions = decisions.saturating_add(1);
             let decided = match state.handle(&command) {
                 Ok(decided) => decided,
+                // The stream may have events that decide otherwise: read them.
+                Err(_) if assumed => continue,
                 Err(rejected) => {
                     self.remember(&stream, &state, version);
                     return Err(ExecuteError::Rejected(rejected));
                 }
             };
             if decided.is_empty() {
+                if assumed {
+                    continue;
+                }
                 self.remember(&stream, &state, version);
                 return Ok(Committed { state, version, events: Vec::new(), attempts: decisions });
             }
@@ -649,6 +736,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         cache.forget(&stream);
                     }
                     telemetry::command_retried(A::NAME, "conflict");
+                    // A `create` on a stream that exists: nobody to wait for, load it now.
+                    if assumed {
+                        continue;
+                    }
                     if !tries.wait_after_failure().await {
                         return Err(ExecuteError::Conflict { stream, attempts: decisions, waited: tries.elapsed() });
                     }
@@ -673,6 +764,15 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             }
         }
     }
+}
+
+/// Where a command's first decision starts from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// The stream as stored (or the cached state): [`Repository::execute`].
+    Load,
+    /// The initial state, unread: [`Repository::create`].
+    AssumeNew,
 }
 
 impl<A: Aggregate, S: EventStore> Repository<A, S> {
