@@ -447,26 +447,34 @@ async fn a_snapshot_ahead_of_its_stream_is_ignored() {
     assert_eq!(carts.execute("ahead", add("mug", 1)).await.unwrap().version, 2);
 }
 
-/// A store that counts its stream reads: the real in-memory store underneath.
-#[derive(Clone)]
-struct CountingReads {
+/// A store that counts its stream reads and appends (refused ones too): the real
+/// in-memory store underneath.
+#[derive(Clone, Default)]
+struct Counting {
     store: MemoryStore,
     reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    appends: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-impl CountingReads {
+impl Counting {
     fn reads(&self) -> u64 {
         self.reads.load(std::sync::atomic::Ordering::SeqCst)
     }
+
+    /// (reads, appends) so far.
+    fn counts(&self) -> (u64, u64) {
+        (self.reads(), self.appends.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
-impl EventStore for CountingReads {
+impl EventStore for Counting {
     async fn append(
         &self,
         stream_id: &str,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Envelope>, StoreError> {
+        self.appends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.store.append(stream_id, expected, events).await
     }
 
@@ -489,7 +497,7 @@ impl EventStore for CountingReads {
 /// change nothing keep the entry; loads never use it.
 #[tokio::test]
 async fn a_cached_aggregate_is_not_read_again() {
-    let store = CountingReads { store: MemoryStore::new(), reads: Default::default() };
+    let store = Counting::default();
     let carts = Repository::<Cart, _>::new(store.clone()).with_cache(100);
     carts.execute("c", add("tea", 1)).await.unwrap();
     assert_eq!(store.reads(), 1, "the first command loads");
@@ -542,7 +550,7 @@ async fn stale_cache_entries_of_another_writer_end_in_a_reload_never_a_wrong_sta
 /// versions are contiguous, and only the first command reads the stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hot_stream_through_a_cached_repository_reads_once() {
-    let store = CountingReads { store: MemoryStore::new(), reads: Default::default() };
+    let store = Counting::default();
     let carts = Repository::<Cart, _>::new(store.clone()).with_cache(10);
     let tasks: Vec<_> = (0..32)
         .map(|t| {
@@ -562,48 +570,9 @@ async fn a_hot_stream_through_a_cached_repository_reads_once() {
     assert_eq!(store.reads(), 2, "the first command's load, and the history above");
 }
 
-/// A real store that counts the stream reads and appends it serves (refused ones too).
-#[derive(Clone, Default)]
-struct Counted {
-    inner: MemoryStore,
-    reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    appends: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl Counted {
-    /// (reads, appends) so far.
-    fn counts(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::SeqCst;
-        (self.reads.load(SeqCst), self.appends.load(SeqCst))
-    }
-}
-
-impl EventStore for Counted {
-    async fn append(
-        &self,
-        stream: &str,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Vec<Envelope>, StoreError> {
-        self.appends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.append(stream, expected, events).await
-    }
-    fn read_stream<'a>(
-        &'a self,
-        stream: &'a str,
-        versions: VersionRange,
-    ) -> futures::stream::BoxStream<'a, Result<Envelope, StoreError>> {
-        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.read_stream(stream, versions)
-    }
-    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
-        self.inner.stream_version(stream).await
-    }
-}
-
 #[tokio::test]
 async fn create_on_a_new_stream_appends_without_reading_it() {
-    let store = Counted::default();
+    let store = Counting::default();
     let carts = Repository::<Cart, _>::new(store.clone()).with_retry(RetryPolicy::never());
     let created = carts.create("new", add("tea", 2)).await.unwrap();
     assert_eq!((created.version, created.attempts, created.events.len()), (1, 1, 1));
@@ -617,7 +586,7 @@ async fn create_on_a_new_stream_appends_without_reading_it() {
 /// waits for or spends a retry.
 #[tokio::test]
 async fn create_on_a_stream_that_exists_decides_again_on_its_events() {
-    let store = Counted::default();
+    let store = Counting::default();
     let carts = Repository::<Cart, _>::new(store.clone()).with_retry(RetryPolicy::never());
     carts.execute("old", add("tea", 1)).await.unwrap();
     assert_eq!(store.counts(), (1, 1));
@@ -636,7 +605,7 @@ async fn create_on_a_stream_that_exists_decides_again_on_its_events() {
     // Rejected on the stored state too: the stored state's rejection is the answer.
     let refused = carts.create("old", add("mug", 1)).await.unwrap_err();
     assert!(matches!(refused, ExecuteError::Rejected(CartError::AlreadyCheckedOut)), "{refused:?}");
-    assert_eq!(all_events(&store.inner).await.len(), 3);
+    assert_eq!(all_events(&store.store).await.len(), 3);
 }
 
 #[tokio::test]

@@ -24,6 +24,10 @@ use chrono::{DateTime, Utc};
 use shopping_cart::ItemAdded;
 use uuid::Uuid;
 
+#[path = "support/statements.rs"]
+mod statements;
+use statements::{print_statements, reset_statements};
+
 const EVENTS: u64 = 100_000;
 const PAGE: usize = 500;
 const ROUNDS: usize = 3;
@@ -148,7 +152,7 @@ async fn bench() {
         assert_eq!((read, units), (EVENTS, expected));
 
         // The gap-safe feed alone: pages of envelopes, decoded into the event, no consumer.
-        let counting = round == 0 && reset_statements(&store).await;
+        let counting = round == 0 && reset_statements(store.pool()).await;
         let start = Instant::now();
         let (mut after, mut units, mut read) = (Checkpoint::default(), 0u64, 0u64);
         let filter = Filter::all().event_types(["cart.item_added"]);
@@ -166,10 +170,10 @@ async fn bench() {
         feed.push(start.elapsed());
         assert_eq!((read, units), (EVENTS, expected));
         if counting {
-            print_statements(&store, "the feed alone").await;
-            reset_statements(&store).await;
+            print_statements(store.pool(), "the feed alone", None).await;
+            reset_statements(store.pool()).await;
             raw_pages(&store, &raw_sql).await;
-            print_statements(&store, "raw pages").await;
+            print_statements(store.pool(), "raw pages", None).await;
         }
     }
     let best = |times: &[Duration]| times.iter().min().copied().unwrap_or_default();
@@ -205,33 +209,5 @@ async fn raw_pages(store: &annals_postgres::PostgresStore, raw_sql: &str) {
             Some(last) if rows.len() == PAGE => after = last.get(0),
             _ => return,
         }
-    }
-}
-
-/// Whether `pg_stat_statements` counts statements (the throwaway server loads it), after
-/// forgetting what it counted.
-async fn reset_statements(store: &annals_postgres::PostgresStore) -> bool {
-    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(store.pool()).await.is_ok()
-        && sqlx::query("SELECT pg_stat_statements_reset()").execute(store.pool()).await.is_ok()
-}
-
-/// Calls, and server time per call split into planning and execution, of the statements
-/// since the last reset, most called first.
-async fn print_statements(store: &annals_postgres::PostgresStore, side: &str) {
-    let rows: Vec<(String, i64, i64, f64, f64)> = sqlx::query_as(
-        "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 60), calls, plans, total_plan_time, total_exec_time \
-         FROM pg_stat_statements WHERE query NOT ILIKE '%pg_stat_statements%' ORDER BY calls DESC LIMIT 4",
-    )
-    .fetch_all(store.pool())
-    .await
-    .unwrap_or_default();
-    println!("   {side}, by statement:");
-    for (query, calls, plans, plan, exec) in rows {
-        let per = |ms: f64| ms * 1e3 / calls.max(1) as f64;
-        println!(
-            "      {calls:>5} calls ({plans} planned), {:>7.1} µs planning + {:>7.1} µs executing per call: {query}",
-            per(plan),
-            per(exec)
-        );
     }
 }

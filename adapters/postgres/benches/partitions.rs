@@ -26,6 +26,10 @@ use annals_postgres::testing::fresh_store;
 use annals_postgres::{partition_consumer_name, PgConnection, PostgresStore};
 use shopping_cart::ItemAdded;
 
+#[path = "support/statements.rs"]
+mod statements;
+use statements::{print_statements, reset_statements};
+
 const CARTS: u64 = 400;
 const EVENTS: u64 = 40_000;
 const PAGE: usize = 500;
@@ -97,7 +101,7 @@ async fn bench() {
         for round in 0..ROUNDS {
             // Who goes first alternates, so that neither side always finds the other's
             // pages in the cache; statements are counted in the first round.
-            let counting = round == 0 && reset_statements(&store).await;
+            let counting = round == 0 && reset_statements(store.pool()).await;
             for side in if round % 2 == 0 { ["annals", "raw"] } else { ["raw", "annals"] } {
                 let table = read_model(&store, &format!("{side}_{count}_{round}")).await;
                 let start = Instant::now();
@@ -110,8 +114,8 @@ async fn bench() {
                 }
                 assert_eq!(total(&store, &table).await, units);
                 if counting {
-                    print_statements(&store, side).await;
-                    reset_statements(&store).await;
+                    print_statements(store.pool(), side, Some((EVENTS, "event"))).await;
+                    reset_statements(store.pool()).await;
                 }
             }
         }
@@ -208,28 +212,5 @@ async fn raw_worker(store: PostgresStore, table: String, worker: u32, workers: u
         if rows.len() < PAGE {
             return;
         }
-    }
-}
-
-/// Whether `pg_stat_statements` counts statements (the throwaway server loads it), after
-/// forgetting what it counted.
-async fn reset_statements(store: &PostgresStore) -> bool {
-    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(store.pool()).await.is_ok()
-        && sqlx::query("SELECT pg_stat_statements_reset()").execute(store.pool()).await.is_ok()
-}
-
-/// Statements per event and server time since the last reset, by statement, most called first.
-async fn print_statements(store: &PostgresStore, side: &str) {
-    let rows: Vec<(String, i64, f64)> = sqlx::query_as(
-        "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 70), calls, total_exec_time + total_plan_time \
-         FROM pg_stat_statements WHERE query NOT ILIKE '%pg_stat_statements%' ORDER BY calls DESC LIMIT 8",
-    )
-    .fetch_all(store.pool())
-    .await
-    .unwrap_or_default();
-    let (calls, ms) = rows.iter().fold((0, 0.0), |(c, t), (_, calls, ms)| (c + calls, t + ms));
-    println!("   {side}: {:.3} statements per event, {:.1} ms of server time", calls as f64 / EVENTS as f64, ms);
-    for (query, calls, ms) in rows {
-        println!("      {calls:>7} calls {ms:>8.1} ms  {query}");
     }
 }

@@ -8,6 +8,10 @@
 //! a snapshot at the head was stored (one snapshot read, one read of the empty tail).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a benchmark reports failure by panicking")]
 
+#[path = "support/statements.rs"]
+mod statements;
+use statements::reset_statements;
+
 use std::time::{Duration, Instant};
 
 use annals::snapshot::{Snapshot, SnapshotPolicy};
@@ -39,12 +43,6 @@ async fn statement_calls(pool: &PgPool, schema: &str) -> Option<i64> {
     .ok()
     .flatten()
 }
-
-async fn reset_statements(pool: &PgPool) -> bool {
-    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(pool).await.is_ok()
-        && sqlx::query("SELECT pg_stat_statements_reset()").execute(pool).await.is_ok()
-}
-
 fn main() {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(bench());
 }

@@ -26,6 +26,10 @@
 //! show the NOTIFY trigger's share.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a benchmark reports failure by panicking")]
 
+#[path = "support/statements.rs"]
+mod statements;
+use statements::reset_statements;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -585,12 +589,6 @@ async fn print_server_times(pool: &PgPool, verb: &str, sides: &[(&str, &Side)]) 
     }
     println!("{}", line.trim_end_matches(';'));
 }
-
-async fn reset_statements(pool: &PgPool) -> bool {
-    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(pool).await.is_ok()
-        && sqlx::query("SELECT pg_stat_statements_reset()").execute(pool).await.is_ok()
-}
-
 fn main() {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(bench());
 }
