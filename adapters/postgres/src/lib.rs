@@ -20,7 +20,9 @@
 //!   `<schema>.projection_checkpoints` (and consumers' dead letters on
 //!   `<schema>.parked_events`), so that [`ExactlyOnce`](annals::subscription::ExactlyOnce)
 //!   commits a consumer's read model and its checkpoint in one transaction;
-//!   [`PgProjectionRunner`] keeps one instance of a consumer running among all processes.
+//!   [`PgProjectionRunner`] keeps one instance of a consumer running among all processes;
+//!   [`PgPartitionedRunner`] splits a consumer into partitions by stream and spreads them
+//!   over the processes.
 //!
 //! Connection failures are [`StoreError::Unavailable`](annals::StoreError::Unavailable)
 //! (`is_transient()`), everything else [`StoreError::Backend`](annals::StoreError::Backend).
@@ -48,8 +50,8 @@
 //!   neither an error nor a retry attempt; while the server is unreachable, the pool
 //!   waits for it up to its acquire timeout, commands retry within their
 //!   [`RetryPolicy`](annals::RetryPolicy) budget, and subscriptions and
-//!   [`PgProjectionRunner`]s wait with capped back-off for as long as it lasts, showing
-//!   `Retrying` in their status.
+//!   [`PgProjectionRunner`]s and [`PgPartitionedRunner`]s wait with capped back-off for
+//!   as long as it lasts, showing `Retrying` (or `waiting`) in their status.
 //! - **Many subscribers** share one listener connection per store (see [`feed`]).
 //! - **A stray transaction**: only transactions of this database hold the feed back;
 //!   [`PostgresStore::feed_blockers`] names them (see [`feed`]).
