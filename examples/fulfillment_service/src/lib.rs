@@ -96,10 +96,12 @@ impl<S: EventStore + Clone + Send + Sync + 'static> On<CheckedOut> for Checkouts
     async fn on(&mut self, e: CheckedOut, env: &Envelope, _: &mut ()) -> Result<(), BoxError> {
         let order = env.aggregate_id().to_owned();
         // The checkout's id as idempotency key: executed once per checkout, however often
-        // it is delivered.
+        // it is delivered. A shipment starts with its order's checkout: `create` decides it
+        // without reading the (new) stream, one round trip; a checkout delivered again
+        // finds the stream, loads it and gets the first outcome back.
         let metadata = Metadata::caused_by(env).idempotency_key(env.event_id.to_string());
         self.shipments
-            .execute_with(&order, Schedule { order: order.clone(), total_cents: e.total_cents }, metadata)
+            .create_with(&order, Schedule { order: order.clone(), total_cents: e.total_cents }, metadata)
             .await?;
         tracing::info!(order = %order, "shipment scheduled");
         Ok(())
