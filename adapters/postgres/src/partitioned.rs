@@ -281,7 +281,10 @@ where
             } else if held.len() < share {
                 self.take_free(lock, held, share).await?;
             }
-            if held.indexes() != before || self.status.borrow().instances != instances {
+            // Also after an outage: the status no longer waits, even if this instance got
+            // no partition back.
+            let stale = self.status.borrow().instances != instances || self.status.borrow().waiting.is_some();
+            if held.indexes() != before || stale {
                 self.status.send_modify(|status| status.instances = instances);
                 self.publish(held, None);
             }
