@@ -622,3 +622,169 @@ async fn a_create_sent_again_with_its_idempotency_key_is_stored_once() {
     assert_eq!(all_events(&inner).await.len(), 1, "stored once");
     assert_eq!(again.events[..], all_events(&inner).await[..]);
 }
+
+/// The in-memory store, with every append held up for `delay` (the first `slow` appends
+/// only, if set) and each append's events counted; the first held append may be beaten
+/// by a rival writer who adds `rival` to the stream while it waits.
+#[derive(Clone)]
+struct Held {
+    store: MemoryStore,
+    delay: std::time::Duration,
+    slow: Option<usize>,
+    rival: std::sync::Arc<std::sync::Mutex<Option<NewEvent>>>,
+    appends: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl Held {
+    fn new(delay_ms: u64, slow: Option<usize>) -> Self {
+        Held {
+            store: MemoryStore::new(),
+            delay: std::time::Duration::from_millis(delay_ms),
+            slow,
+            rival: Default::default(),
+            appends: Default::default(),
+        }
+    }
+
+    /// How many events each append (refused ones too) carried, in order.
+    fn appends(&self) -> Vec<usize> {
+        self.appends.lock().unwrap().clone()
+    }
+}
+
+impl EventStore for Held {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let nth = {
+            let mut appends = self.appends.lock().unwrap();
+            appends.push(events.len());
+            appends.len()
+        };
+        if self.slow.is_none_or(|slow| nth <= slow) {
+            tokio::time::sleep(self.delay).await;
+        }
+        let rival = self.rival.lock().unwrap().take();
+        if let Some(rival) = rival {
+            self.store.append(stream, ExpectedVersion::Any, vec![rival]).await?;
+        }
+        self.store.append(stream, expected, events).await
+    }
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a str,
+        versions: VersionRange,
+    ) -> futures::stream::BoxStream<'a, Result<Envelope, StoreError>> {
+        self.store.read_stream(stream, versions)
+    }
+    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        self.store.stream_version(stream).await
+    }
+}
+
+/// Starts `command` on cart `id` and gives the scheduler a moment, so that it has
+/// decided (and joined the next append) before the caller goes on.
+async fn started<C: Send + 'static>(
+    carts: &Repository<Cart, Held>,
+    id: &str,
+    command: C,
+    metadata: Metadata,
+) -> tokio::task::JoinHandle<Result<annals::Committed<Cart>, ExecuteError<CartError>>>
+where
+    Cart: annals::Handle<C>,
+{
+    let (carts, id) = (carts.clone(), id.to_owned());
+    let task = tokio::spawn(async move { carts.execute_with(&id, command, metadata).await });
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    task
+}
+
+/// With a cache, commands that queue on a stream while an append is in flight decide on
+/// the state the commands before them leave and go together in the next append: one
+/// round trip for all of them. Each gets its own events back, at its own versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_queued_on_a_hot_stream_are_appended_together() {
+    let held = Held::new(300, Some(1));
+    let carts = Repository::<Cart, _>::new(held.clone()).with_cache(10);
+    let first = started(&carts, "hot", add("sku-0", 1), Metadata::default()).await;
+    let mut rest = Vec::new();
+    for n in 1..8 {
+        rest.push(started(&carts, "hot", add(&format!("sku-{n}"), n), Metadata::default()).await);
+    }
+    let first = first.await.unwrap().unwrap();
+    assert_eq!((first.version, first.events.len()), (1, 1));
+    let stored = carts.history("hot", ..).await.unwrap();
+    for (n, task) in (1..8u32).zip(rest) {
+        let done = task.await.unwrap().unwrap();
+        let at = usize::try_from(n).unwrap();
+        assert_eq!(done.version, u64::from(n) + 1, "in the order they decided");
+        assert_eq!(done.events, stored[at..=at], "its own event, as stored");
+        assert_eq!(done.events[0].payload["sku"], format!("sku-{n}"));
+        assert_eq!(done.state.items.len(), at + 1, "the state after its own event");
+        assert_eq!(done.attempts, 1);
+    }
+    assert_eq!(held.appends(), [1, 7], "the first command alone, the seven that queued behind it together");
+    assert_eq!(stored.len(), 8);
+}
+
+/// A command decided on events still in flight stands only if they are stored: here the
+/// first append loses to a rival writer, so a rejection decided on it ("the cart holds
+/// 1 tea") is not reported, and a command queued behind it is not sent; both decide again
+/// on what is stored, and every command lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_on_an_append_that_fails_are_made_again() {
+    let held = Held::new(300, Some(1));
+    let rival = NewEvent::new("cart.item_added", 1, json!({"sku": "tea", "qty": 5, "unit_price_cents": 1}));
+    *held.rival.lock().unwrap() = Some(rival);
+    let carts = Repository::<Cart, _>::new(held.clone()).with_cache(10);
+    let first = started(&carts, "c", add("tea", 1), Metadata::default()).await;
+    let remove = started(&carts, "c", RemoveItem { sku: "tea".into(), qty: 3 }, Metadata::default()).await;
+    let queued = started(&carts, "c", add("mug", 1), Metadata::default()).await;
+    let removed = remove.await.unwrap().expect("decided again on the rival's 5 tea, not rejected on 1");
+    assert_eq!(removed.attempts, 2);
+    let first = first.await.unwrap().unwrap();
+    let queued = queued.await.unwrap().unwrap();
+    assert_eq!((first.attempts, queued.attempts), (2, 2));
+    let stored = carts.history("c", ..).await.unwrap();
+    let skus: Vec<(String, u64)> =
+        stored.iter().map(|e| (format!("{}:{}", e.event_type, e.payload["sku"]), e.stream_version)).collect();
+    assert_eq!(stored.len(), 4, "the rival's event and each command's once: {skus:?}");
+    let mut mine: Vec<Envelope> = [first.events, removed.events, queued.events].concat();
+    mine.sort_by_key(|e| e.stream_version);
+    assert_eq!(mine, stored[1..]);
+    assert_eq!(carts.load("c").await.unwrap().state.items["tea"].qty, 5 - 3 + 1);
+}
+
+/// One command whose event the store refuses does not fail the commands appended with
+/// it: the batch fails as a whole, and each of its commands runs again alone, so the bad
+/// one gets the store's error about its own event and the others are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_event_fails_its_own_command_not_the_ones_appended_with_it() {
+    let held = Held::new(300, Some(1));
+    let carts = Repository::<Cart, _>::new(held.clone()).with_cache(10);
+    let mut deep = json!(1);
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    let first = started(&carts, "b", add("tea", 1), Metadata::default()).await;
+    let before = started(&carts, "b", add("cup", 1), Metadata::default()).await;
+    let bad = started(&carts, "b", add("mug", 1), Metadata::default().with("deep", deep)).await;
+    let after = started(&carts, "b", add("pot", 1), Metadata::default()).await;
+    first.await.unwrap().unwrap();
+    match bad.await.unwrap() {
+        Err(ExecuteError::Store(StoreError::InvalidEvent { stream, index: 0, .. })) => assert_eq!(stream, "cart-b"),
+        other => panic!("expected the store's refusal of the bad event alone, got {other:?}"),
+    }
+    let (before, after) = (before.await.unwrap().unwrap(), after.await.unwrap().unwrap());
+    let stored = carts.history("b", ..).await.unwrap();
+    let skus: BTreeSet<&str> = stored.iter().map(|e| e.payload["sku"].as_str().unwrap()).collect();
+    assert_eq!((stored.len(), skus), (3, BTreeSet::from(["tea", "cup", "pot"])), "each good command once");
+    let mut mine = [before.events, after.events].concat();
+    mine.sort_by_key(|e| e.stream_version);
+    assert_eq!(mine, stored[1..], "each gets its own event, as stored");
+    assert_eq!(held.appends(), [1, 3, 1, 1, 1], "the first, the three together, then each alone");
+    assert_eq!(carts.load("b").await.unwrap().version, 3);
+}

@@ -589,6 +589,12 @@ async fn print_server_times(pool: &PgPool, verb: &str, sides: &[(&str, &Side)]) 
     }
     println!("{}", line.trim_end_matches(';'));
 }
+/// Whether workload `name` runs: all of them, unless `ANNALS_BENCH_WORKLOADS` lists some
+/// (`ANNALS_BENCH_WORKLOADS=4,5` runs workloads 4 and 5 only).
+fn wanted(name: &str) -> bool {
+    std::env::var("ANNALS_BENCH_WORKLOADS").map_or(true, |list| list.split(',').any(|w| w.trim() == name))
+}
+
 fn main() {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(bench());
 }
@@ -633,77 +639,90 @@ async fn bench() {
 
     // 1) and 2), with NOTIFY off as a fourth side and no group commit as a fifth.
     let five = [&annals, &same, &minimal, &quiet, &solo];
-    let counting = reset_statements(&pool).await;
-    let t = measure(&five, "w1", sequential).await;
-    print_sides("1) 2,000 commands, each on a new stream, sequential:", [t[0], t[1], t[2]], Some(2000.0));
-    print_notify_off(t[0], t[3], 2000.0);
-    print_group_commit_off(t[0], t[4], 2000.0);
-    if counting {
-        print_round_trips(&pool, &[named[0], named[1], named[2], ("annals no group commit", &solo)], 2000).await;
-        print_server_times(&pool, "INSERT", &[named[0], named[1], named[2], ("annals notify off", &quiet)]).await;
+    if wanted("1") {
+        let counting = reset_statements(&pool).await;
+        let t = measure(&five, "w1", sequential).await;
+        print_sides("1) 2,000 commands, each on a new stream, sequential:", [t[0], t[1], t[2]], Some(2000.0));
+        print_notify_off(t[0], t[3], 2000.0);
+        print_group_commit_off(t[0], t[4], 2000.0);
+        if counting {
+            print_round_trips(&pool, &[named[0], named[1], named[2], ("annals no group commit", &solo)], 2000).await;
+            print_server_times(&pool, "INSERT", &[named[0], named[1], named[2], ("annals notify off", &quiet)]).await;
+        }
     }
 
-    let counting = reset_statements(&pool).await;
-    let t = measure(&three, "w1c", creations).await;
-    print_sides(
+    if wanted("1c") {
+        let counting = reset_statements(&pool).await;
+        let t = measure(&three, "w1c", creations).await;
+        print_sides(
         "1c) 2,000 creations, each on a new stream, sequential (annals `Repository::create`, raw without its read):",
         [t[0], t[1], t[2]],
         Some(2000.0),
     );
-    if counting {
-        print_round_trips(&pool, &named, 2000).await;
-    }
-
-    let counting = reset_statements(&pool).await;
-    let six = [&annals, &same, &minimal, &quiet, &solo, &cached];
-    let t = measure(&six, "w2", concurrent).await;
-    report_concurrent(&pool, "2) 4,000 commands over 400 streams, 8 tasks:", &t, counting, six).await;
-    let latency_sides = [("annals", &annals), ("annals no group commit", &solo), ("raw same table", &same)];
-    print_latencies(&latency_sides, |side| async move {
-        in_tasks(&side, 8, 500, |t, i| (format!("w2-latency-{}", t * 50 + i % 50), i)).await
-    })
-    .await;
-
-    let counting = reset_statements(&pool).await;
-    let t = measure(&six, "w2b", crowd).await;
-    report_concurrent(&pool, "2b) 4,000 commands over 384 streams, 32 tasks (pools of 8):", &t, counting, six).await;
-    print_latencies(&latency_sides, |side| async move {
-        in_tasks(&side, 32, 125, |t, i| (format!("w2b-latency-{t}-{}", i % 12), i)).await
-    })
-    .await;
-
-    // 3) Loading an aggregate with 5,000 events, median of 20 loads.
-    for side in three {
-        side.seed("big", 5000).await;
-    }
-    let counting = reset_statements(&pool).await;
-    let mut loads = vec![Vec::new(); three.len()];
-    let expected = annals.load("big").await;
-    assert_eq!(expected.1, 5000);
-    for _ in 0..20 {
-        for (side, times) in three.iter().zip(&mut loads) {
-            let start = Instant::now();
-            let loaded = side.load("big").await;
-            times.push(start.elapsed());
-            assert_eq!(loaded, expected);
+        if counting {
+            print_round_trips(&pool, &named, 2000).await;
         }
     }
-    let t: Vec<Duration> = loads.into_iter().map(median).collect();
-    print_sides("3) load an aggregate of 5,000 events (median of 20):", [t[0], t[1], t[2]], None);
-    if counting {
-        print_server_times(&pool, "SELECT", &named).await;
+
+    let six = [&annals, &same, &minimal, &quiet, &solo, &cached];
+    let latency_sides = [("annals", &annals), ("annals no group commit", &solo), ("raw same table", &same)];
+    if wanted("2") {
+        let counting = reset_statements(&pool).await;
+        let six = [&annals, &same, &minimal, &quiet, &solo, &cached];
+        let t = measure(&six, "w2", concurrent).await;
+        report_concurrent(&pool, "2) 4,000 commands over 400 streams, 8 tasks:", &t, counting, six).await;
+        print_latencies(&latency_sides, |side| async move {
+            in_tasks(&side, 8, 500, |t, i| (format!("w2-latency-{}", t * 50 + i % 50), i)).await
+        })
+        .await;
+    }
+
+    if wanted("2b") {
+        let counting = reset_statements(&pool).await;
+        let t = measure(&six, "w2b", crowd).await;
+        report_concurrent(&pool, "2b) 4,000 commands over 384 streams, 32 tasks (pools of 8):", &t, counting, six)
+            .await;
+        print_latencies(&latency_sides, |side| async move {
+            in_tasks(&side, 32, 125, |t, i| (format!("w2b-latency-{t}-{}", i % 12), i)).await
+        })
+        .await;
+    }
+
+    // 3) Loading an aggregate with 5,000 events, median of 20 loads.
+    if wanted("3") {
+        for side in three {
+            side.seed("big", 5000).await;
+        }
+        let counting = reset_statements(&pool).await;
+        let mut loads = vec![Vec::new(); three.len()];
+        let expected = annals.load("big").await;
+        assert_eq!(expected.1, 5000);
+        for _ in 0..20 {
+            for (side, times) in three.iter().zip(&mut loads) {
+                let start = Instant::now();
+                let loaded = side.load("big").await;
+                times.push(start.elapsed());
+                assert_eq!(loaded, expected);
+            }
+        }
+        let t: Vec<Duration> = loads.into_iter().map(median).collect();
+        print_sides("3) load an aggregate of 5,000 events (median of 20):", [t[0], t[1], t[2]], None);
+        if counting {
+            print_server_times(&pool, "SELECT", &named).await;
+        }
     }
 
     // 4) 8 tasks × 100 commands on one stream, retrying on conflicts.
-    let counting = reset_statements(&pool).await;
-    let mut t = Vec::new();
-    let mut retries = Vec::new();
-    for side in [&annals, &same, &minimal, &cached] {
-        let (time, r) = contended(side).await;
-        t.push(time);
-        retries.push(r);
-    }
-    print_sides(
+    if wanted("4") {
+        let counting = reset_statements(&pool).await;
+        let mut t = Vec::new();
+        let mut retries = Vec::new();
+        for side in [&annals, &same, &minimal, &cached] {
+            let (time, r) = contended(side).await;
+            t.push(time);
+            retries.push(r);
+        }
+        print_sides(
         &format!(
             "4) 8 tasks x 100 commands on one stream, retrying (retries: annals {}, raw same table {}, raw minimal {}; all: 800 events, versions 1..=800):",
             retries[0], retries[1], retries[2]
@@ -711,34 +730,39 @@ async fn bench() {
         [t[0], t[1], t[2]],
         Some(800.0),
     );
-    print_cached(t[3], t[0], t[1], t[2], 800.0);
-    if counting {
-        print_server_times(&pool, "INSERT", &named).await;
+        print_cached(t[3], t[0], t[1], t[2], 800.0);
+        if counting {
+            print_server_times(&pool, "INSERT", &named).await;
+        }
     }
 
     // What a second connection checkout per command would save: annals checks a pooled
     // connection out for the read and again for the append, hand-written code often once.
-    let checkouts = 10_000u32;
-    let start = Instant::now();
-    for _ in 0..checkouts {
-        drop(pool.acquire().await.unwrap());
+    if wanted("checkout") {
+        let checkouts = 10_000u32;
+        let start = Instant::now();
+        for _ in 0..checkouts {
+            drop(pool.acquire().await.unwrap());
+        }
+        println!(
+            "   one pool checkout and return (no ping), mean of {checkouts}: {:.2} µs",
+            start.elapsed().as_secs_f64() * 1e6 / f64::from(checkouts)
+        );
     }
-    println!(
-        "   one pool checkout and return (no ping), mean of {checkouts}: {:.2} µs",
-        start.elapsed().as_secs_f64() * 1e6 / f64::from(checkouts)
-    );
 
     // 5) Sequential commands on streams used before, with and without the cache.
-    let sides = [&annals, &same, &minimal, &cached];
-    let counting = reset_statements(&pool).await;
-    let t = measure(&sides, "w5", existing).await;
-    print_sides(
-        "5) 2,000 commands over 20 streams, sequential (after the first 20: streams used before):",
-        [t[0], t[1], t[2]],
-        Some(2000.0),
-    );
-    print_cached(t[3], t[0], t[1], t[2], 2000.0);
-    if counting {
-        print_round_trips(&pool, &[named[0], named[1], named[2], ("annals cached", &cached)], 2000).await;
+    if wanted("5") {
+        let sides = [&annals, &same, &minimal, &cached];
+        let counting = reset_statements(&pool).await;
+        let t = measure(&sides, "w5", existing).await;
+        print_sides(
+            "5) 2,000 commands over 20 streams, sequential (after the first 20: streams used before):",
+            [t[0], t[1], t[2]],
+            Some(2000.0),
+        );
+        print_cached(t[3], t[0], t[1], t[2], 2000.0);
+        if counting {
+            print_round_trips(&pool, &[named[0], named[1], named[2], ("annals cached", &cached)], 2000).await;
+        }
     }
 }

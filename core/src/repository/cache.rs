@@ -48,6 +48,11 @@ impl<A> StateCache<A> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A copy of `state`.
+    pub(crate) fn copy(&self, state: &A) -> A {
+        (self.clone)(state)
+    }
+
     /// A copy of the cached state of `stream` and its version.
     pub(crate) fn get(&self, stream: &str) -> Option<(A, u64)> {
         let mut entries = self.lock();

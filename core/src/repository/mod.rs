@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 mod cache;
 mod idempotency;
+mod pipeline;
 mod queue;
 
 use self::cache::StateCache;
@@ -158,7 +159,7 @@ pub struct Repository<A, S> {
     store: S,
     retry: RetryPolicy,
     snapshots: Option<Snapshots<A, S>>,
-    queue: StreamQueue,
+    queue: StreamQueue<A>,
     cache: Option<StateCache<A>>,
     aggregate: PhantomData<fn() -> A>,
 }
@@ -612,16 +613,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     async fn execute_in_turn<C>(
         &self,
         stream: String,
-        command: C,
+        mut command: C,
         metadata: Metadata,
         start: Start,
     ) -> Result<Committed<A>, ExecuteError<A::Error>>
     where
         A: Handle<C>,
     {
-        // Commands on this stream through this repository (and its clones) take turns:
-        // they never conflict with each other, only with other processes.
-        let _turn = self.queue.turn(&stream).await;
         // Inside the command's span: its trace context goes into the events' metadata.
         let metadata = crate::trace_context::stamp(metadata);
         let mut keyed = KeyedIds::from_metadata(&stream, &metadata);
@@ -629,6 +627,22 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         // time budget); `decisions` counts how often the command was decided.
         let mut tries = self.retry.start();
         let mut decisions = 0;
+        // With a cache, commands on a stream are pipelined: each decides on the state the
+        // ones before it leave, and those deciding while an append is in flight are
+        // appended together (see `pipeline.rs`). Commands that need the stream as stored
+        // (a `create`, a key to look for) run alone.
+        if let (Start::Load, Some(cache), None) = (start, &self.cache, &keyed) {
+            let pipelined = self.execute_pipelined(&stream, &mut command, &metadata, cache, &mut tries, &mut decisions);
+            if let Some(result) = pipelined.await {
+                return result;
+            }
+            // A batch it was in failed as a whole: it runs alone, so that its own error
+            // (or the other commands' events) is what the store says of it alone.
+        }
+        // Commands on this stream through this repository (and its clones) take turns:
+        // they never conflict with each other, only with other processes.
+        let turn = self.queue.turn(&stream).await;
+        turn.line().drained().await;
         // The cached state, on the first try of a command without a key; a conflict
         // drops it, and the retries load.
         let mut cached = match (start, &self.cache, &keyed) {
