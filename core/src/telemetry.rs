@@ -9,7 +9,7 @@
 //! | --- | --- | --- |
 //! | `annals.command` | INFO | `aggregate`, `command`, `stream`, then `attempts`, `outcome`, `version` |
 //! | `annals.load` | DEBUG | `stream`, then `from_snapshot`, `events`, `version` |
-//! | `annals.append` | DEBUG | `stream`, `events`, `expected_version`, then `first_position`, `last_position` |
+//! | `annals.append` | DEBUG | `stream`, `events`, `expected_version` (and `commands` when commands on a hot stream are appended together, see [`Repository::with_cache`](crate::Repository::with_cache)), then `first_position`, `last_position` |
 //! | `annals.batch` | DEBUG | `consumer`, `checkpoint`, `events`, `next` |
 //! | `annals.handle` | DEBUG (INFO when the event carries a trace context, see below) | `projection`, `event_type`, `event_id`, `stream`, `version`, `position` |
 //! | `annals.relay` | DEBUG | (annals-nats) one published batch: `messaging.system` (`nats`), `messaging.operation.type` (`send`), `messaging.destination.name` (the JetStream stream), `messaging.batch.message_count`, `after_sequence`, then `last_sequence` |
@@ -28,7 +28,8 @@
 //! | metric | kind | labels | what |
 //! | --- | --- | --- | --- |
 //! | `annals_commands_total` | counter | `aggregate`, `outcome` | commands by outcome: `committed`, `unchanged`, `rejected`, `conflict`, `failed` |
-//! | `annals_command_retries_total` | counter | `aggregate`, `reason` | decisions taken again (`conflict`) and store calls retried (`unavailable`) |
+//! | `annals_command_retries_total` | counter | `aggregate`, `reason` | decisions taken again (`conflict`; `void`: decided on an append of the stream's earlier commands that failed), store calls retried (`unavailable`), and commands run again alone after the append they shared with others failed as a whole (`alone`) |
+//! | `annals_command_batch_commands` | histogram | `aggregate` | commands appended together, in one append, on a hot stream of a repository with a cache |
 //! | `annals_command_duration_seconds` | histogram | `aggregate` | from the call to the outcome, retries included |
 //! | `annals_append_duration_seconds` | histogram | `aggregate` | one append to the store |
 //! | `annals_events_appended_total` | counter | `aggregate` | events appended by commands |
@@ -57,6 +58,7 @@ pub(crate) const COMMAND_RETRIES: &str = "annals_command_retries_total";
 pub(crate) const COMMAND_DURATION: &str = "annals_command_duration_seconds";
 pub(crate) const APPEND_DURATION: &str = "annals_append_duration_seconds";
 pub(crate) const EVENTS_APPENDED: &str = "annals_events_appended_total";
+pub(crate) const BATCH_COMMANDS: &str = "annals_command_batch_commands";
 pub(crate) const CONSUMER_EVENTS: &str = "annals_consumer_events_total";
 pub(crate) const CONSUMER_LAG: &str = "annals_consumer_lag_seconds";
 pub(crate) const CONSUMER_WAITS: &str = "annals_consumer_waits_total";
@@ -96,10 +98,16 @@ pub(crate) fn command_finished(aggregate: &'static str, outcome: Outcome, took: 
     metrics::histogram!(COMMAND_DURATION, "aggregate" => aggregate).record(took.as_secs_f64());
 }
 
-/// Counts a retry of a command: `conflict` (decided again) or `unavailable` (a store call
-/// repeated).
+/// Counts a retry of a command: `conflict` or `void` (decided again), `unavailable` (a
+/// store call repeated) or `alone` (run again without the commands it was appended with).
 pub(crate) fn command_retried(aggregate: &'static str, reason: &'static str) {
     metrics::counter!(COMMAND_RETRIES, "aggregate" => aggregate, "reason" => reason).increment(1);
+}
+
+/// Records how many commands one append of a hot stream's pipeline carried.
+pub(crate) fn pipelined(aggregate: &'static str, commands: usize) {
+    let commands = u32::try_from(commands).unwrap_or(u32::MAX);
+    metrics::histogram!(BATCH_COMMANDS, "aggregate" => aggregate).record(f64::from(commands));
 }
 
 /// Records one append of `events` events.

@@ -713,3 +713,63 @@ async fn group_commits_cut_off_mid_statement_store_each_command_exactly_once() {
     }
     println!("480 commands, {ended} backends terminated meanwhile");
 }
+
+/// Pipelined commands on one hot stream (repositories with a cache) while every backend
+/// of the store is terminated again and again, from two "processes" (two repositories,
+/// each with its own cache and pipeline, 4 tasks × 60 commands each): appends of several
+/// commands are cut off before they run or after they committed, and the processes'
+/// batches conflict with each other. Each command still succeeds exactly once: the
+/// stream's versions are 1..=480 and every command's item is in the cart once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_commands_on_one_stream_cut_off_mid_append_are_stored_exactly_once() {
+    let name = format!("annals-pipeline-cut-{}", Uuid::now_v7().simple());
+    let store = store_on(server_options(&name)).await;
+    let admin = admin().await;
+    let processes = [
+        Repository::<Cart, _>::new(store.clone()).with_cache(100),
+        Repository::<Cart, _>::new(store.clone()).with_cache(100),
+    ];
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let (admin, name, stop) = (admin.clone(), name.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut ended = 0;
+            while !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                ended += terminate_backends(&admin, &name).await;
+            }
+            ended
+        })
+    };
+    let tasks: Vec<_> = (0..8u64)
+        .map(|task| {
+            let carts = processes[usize::from(task % 2 == 1)].clone();
+            tokio::spawn(async move {
+                let mut retried = 0;
+                for n in 0..60u64 {
+                    let command = AddItem { sku: format!("t{task}-n{n}"), qty: 1, unit_price_cents: 1 };
+                    let done = carts.execute("hot", command).await.unwrap_or_else(|e| panic!("t{task}-n{n}: {e}"));
+                    retried += done.attempts - 1;
+                }
+                retried
+            })
+        })
+        .collect();
+    let mut retried = 0;
+    for task in tasks {
+        retried += task.await.unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let ended = killer.await.unwrap();
+    assert!(ended > 0, "no backend was terminated");
+    let reader = Repository::<Cart, _>::new(PostgresStore::new(admin_of(&store)).with_schema(store.schema().clone()));
+    let loaded = reader.load("hot").await.unwrap();
+    let versions: Vec<u64> = reader.history("hot", ..).await.unwrap().iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, (1..=480).collect::<Vec<u64>>());
+    let mut expected: Vec<String> = (0..8u64).flat_map(|t| (0..60u64).map(move |n| format!("t{t}-n{n}"))).collect();
+    expected.sort();
+    let skus: Vec<String> = loaded.state.items.keys().cloned().collect();
+    assert_eq!(skus, expected, "each command's item once");
+    assert!(loaded.state.items.values().all(|line| line.qty == 1), "an item stored twice");
+    println!("480 pipelined commands from 2 processes: {retried} decided again, {ended} backends terminated meanwhile");
+}

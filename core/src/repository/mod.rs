@@ -125,11 +125,15 @@ impl<E> ExecuteError<E> {
 /// Loads aggregates of type `A` from store `S` and executes commands on them.
 ///
 /// Aggregate ids are mapped to streams as `{A::NAME}-{id}`, so a cart and an order may
-/// share an id. Each command costs two store round trips: read the stream, append.
+/// share an id. Each command costs two store round trips: read the stream, append
+/// ([`with_cache`](Self::with_cache) saves the read on aggregates used before;
+/// [`create`](Self::create) on new ones).
 ///
 /// Commands on the same stream through one repository (or its clones, which share it)
 /// take turns: one loads, decides and appends while the others wait, so a hot stream
-/// causes no conflicts within a process. Writers in other processes still conflict;
+/// causes no conflicts within a process. With a cache the turn ends at the decision:
+/// the commands that decide while an append is in flight go together in the next one
+/// (see [`with_cache`](Self::with_cache)). Writers in other processes still conflict;
 /// those conflicts are retried as the [`RetryPolicy`] allows.
 ///
 /// ```
@@ -243,7 +247,21 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     ///
     /// Safe with other writers: the append expects the cached version, so if another
     /// process appended meanwhile, the append is a conflict, the entry is dropped, and the
-    /// command loads the stream and decides again. Loads ([`load`](Self::load) and the
+    /// command loads the stream and decides again.
+    ///
+    /// Commands on a hot stream are pipelined: a command decides on the state the
+    /// commands before it will leave, without waiting for their append, and the commands
+    /// that decide while one append is in flight are appended together in the next, in the
+    /// order they decided: one round trip and one commit for all of them. Each keeps its
+    /// own outcome (its events, at its versions, and the state after them). What was
+    /// decided on an append that then fails is decided again on what is stored (a
+    /// rejection too: it is reported only once the events it was decided after are
+    /// stored). If an append of several commands fails as a whole for another reason than
+    /// a conflict or an outage (the store refuses one of its events), each of them runs
+    /// again alone, so the refused one gets its own error and the others are stored. A
+    /// command whose caller gives up while it waits for its append may still be stored,
+    /// as any append already sent may. The metric `annals_command_batch_commands` shows
+    /// how many commands each append carried. Loads ([`load`](Self::load) and the
     /// time-travel reads) never use the cache; a command with an
     /// [idempotency key](Metadata::idempotency_key) loads the stream, to find an earlier
     /// execution.
@@ -638,6 +656,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             }
             // A batch it was in failed as a whole: it runs alone, so that its own error
             // (or the other commands' events) is what the store says of it alone.
+            telemetry::command_retried(A::NAME, "alone");
         }
         // Commands on this stream through this repository (and its clones) take turns:
         // they never conflict with each other, only with other processes.

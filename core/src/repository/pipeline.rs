@@ -325,6 +325,7 @@ impl<A: Aggregate, S: EventStore> Sender<A, S> {
                 match sent {
                     Ok(stored) => {
                         telemetry::appended(A::NAME, count, started.elapsed());
+                        telemetry::pipelined(A::NAME, commands);
                         if let (Some(first), Some(last)) = (stored.first(), stored.last()) {
                             span.record("first_position", first.global_position);
                             span.record("last_position", last.global_position);
