@@ -25,7 +25,8 @@
 //! statement found `x` as the `backend_xid` of a session in `pg_stat_activity` whose
 //! `datname` is not `current_database()`, or as a prepared transaction in
 //! `pg_prepared_xacts` whose `database` is not `current_database()` (`feed_horizon()` of
-//! migration 9, a `STABLE` function: it runs on the calling statement's snapshot). The
+//! migrations 9 and 10, a `STABLE` function: it runs on the calling statement's snapshot;
+//! when `xip(S)` is empty it answers `xmax(S)` without looking in the catalogs). The
 //! reader returns only rows with `transaction_id < h`, ordered by
 //! `(transaction_id, global_position)`, and resumes strictly after a [`Checkpoint`] whose
 //! parts are the transaction id and the global position of the last event it returned

@@ -184,13 +184,18 @@ const MIGRATIONS: &[Migration] = &[
         name: "feed_horizon_function",
         template: include_str!("../migrations/0009_feed_horizon_function.sql"),
     },
+    Migration {
+        version: 10,
+        name: "feed_horizon_when_nothing_runs",
+        template: include_str!("../migrations/0010_feed_horizon_when_nothing_runs.sql"),
+    },
 ];
 
 /// Every migration this version of annals-postgres knows, oldest first.
 ///
 /// ```
 /// let versions: Vec<i32> = annals_postgres::migrations().iter().map(|m| m.version).collect();
-/// assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+/// assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
 /// ```
 pub fn migrations() -> &'static [Migration] {
     MIGRATIONS
