@@ -30,7 +30,12 @@ use statements::{print_statements, reset_statements};
 
 const EVENTS: u64 = 100_000;
 const PAGE: usize = 500;
+/// Rounds unless `ANNALS_BENCH_ROUNDS` says how many.
 const ROUNDS: usize = 3;
+
+fn rounds() -> usize {
+    std::env::var("ANNALS_BENCH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(ROUNDS)
+}
 
 /// Counts units; its handler does no I/O, so the run measures the feed, the decoding and
 /// the per-batch transaction.
@@ -82,7 +87,7 @@ fn main() {
 
 async fn bench() {
     let store = fresh_store().await.unwrap();
-    println!("annals-postgres catch-up: {EVENTS} events, pages of {PAGE}, best of {ROUNDS} rounds");
+    println!("annals-postgres catch-up: {EVENTS} events, pages of {PAGE}, best of {} rounds", rounds());
     println!(
         "server: {}",
         if std::env::var("DATABASE_URL").is_ok() { "DATABASE_URL" } else { "throwaway (fsync=off)" }
@@ -107,7 +112,7 @@ async fn bench() {
 
     let expected: u64 = (0..1000u64).map(|i| 1 + i % 3).sum::<u64>() * (EVENTS / 1000);
     let (mut pg, mut memory, mut raw, mut feed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
+    for round in 0..rounds() {
         let start = Instant::now();
         let sink = ExactlyOnce::new(store.clone(), Units::default()).named(format!("units_{round}"));
         let mut subscription = Subscription::new(store.clone(), sink).options(options);

@@ -79,12 +79,11 @@ async fn catch_up(store: &PostgresStore, expected: u64) -> Duration {
 /// a projection's subscription is), planned for the bound values (`plan_cache_mode`).
 async fn plan(store: &PostgresStore, mode: &str) -> String {
     let mut conn = store.pool().acquire().await.unwrap();
-    let feed = annals_postgres::feed::page_sql_for_benchmarks(store, false);
+    let feed = annals_postgres::feed::page_sql_for_benchmarks(store, false, 500);
     sqlx::raw_sql(&format!("SET plan_cache_mode = {mode}")).execute(&mut *conn).await.unwrap();
     let rows: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, COSTS OFF) {feed}"))
         .bind(0i64)
         .bind(0i64)
-        .bind(500i64)
         .bind(vec!["cart.item_added".to_owned()])
         .fetch_all(&mut *conn)
         .await

@@ -302,13 +302,13 @@ impl PostgresStore {
 }
 
 /// The feed read's SQL for `store` with an event type filter and, if `partition`, a
-/// partition (parameters: checkpoint transaction id and position, page size, event types,
-/// then partition count and index), for benchmarks and tests that show its plan. Not
-/// part of the API.
+/// partition, for pages of `limit` events (parameters: checkpoint transaction id and
+/// position, event types, then partition count and index), for benchmarks and tests that
+/// show its plan. Not part of the API.
 #[doc(hidden)]
-pub fn page_sql_for_benchmarks(store: &PostgresStore, partition: bool) -> &str {
+pub fn page_sql_for_benchmarks(store: &PostgresStore, partition: bool, limit: u64) -> String {
     let shape = FeedShape { types: true, streams: StreamShape::All, partition };
-    store.sql().feed.get(shape.index()).map_or("", String::as_str)
+    store.sql().feed_page(shape, limit).unwrap_or_default()
 }
 
 /// Reads in commit order below the horizon; see the [module docs](self).
@@ -421,18 +421,14 @@ impl PostgresStore {
         let shape = FeedShape { types: filter.event_types.is_some(), streams, partition: partition.is_some() };
         let statement = self
             .sql()
-            .feed
-            .get(shape.index())
+            .feed_page(shape, u64::try_from(limit).unwrap_or(u64::MAX))
             .ok_or_else(|| backend(operation(), format!("no feed statement for filter shape {shape:?}")))?;
         // Never closed: the store owns it.
         let _turn = self.feed_reads().acquire().await.ok();
         let rows = self
             .on_live_connection(|| {
                 // The parameters of the shape's filters only, in `Statements::feed`'s order.
-                let mut query = sqlx::query(statement)
-                    .bind(kit::bound_to_db(commit))
-                    .bind(kit::bound_to_db(position))
-                    .bind(kit::bound_to_db(u64::try_from(limit).unwrap_or(u64::MAX)));
+                let mut query = sqlx::query(&statement).bind(kit::bound_to_db(commit)).bind(kit::bound_to_db(position));
                 if let Some(types) = filter.event_types.as_deref() {
                     query = query.bind(types);
                 }

@@ -342,11 +342,10 @@ async fn a_partition_page_is_read_in_index_order_without_sorting_the_backlog() {
     .await
     .unwrap();
     sqlx::query(&format!("ANALYZE {events}")).execute(store.pool()).await.unwrap();
-    let feed = annals_postgres::feed::page_sql_for_benchmarks(&store, true);
+    let feed = annals_postgres::feed::page_sql_for_benchmarks(&store, true, 500);
     let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, COSTS OFF) {feed}"))
         .bind(0i64)
         .bind(0i64)
-        .bind(500i64)
         .bind(vec!["cart.item_added".to_owned()])
         .bind(4i64)
         .bind(1i64)
