@@ -144,6 +144,7 @@ use std::time::{Duration, Instant};
 
 use annals::store::{kit, BoxStream, Checkpoint, EventFeed, FeedBatch, Filter, StreamFilter};
 use annals::StoreError;
+use futures::TryStreamExt;
 use sqlx::Row;
 
 use crate::error::{backend, store_error};
@@ -311,6 +312,31 @@ pub fn page_sql_for_benchmarks(store: &PostgresStore, partition: bool, limit: u6
     store.sql().feed_page(shape, limit).unwrap_or_default()
 }
 
+/// A feed page as its rows are decoded: the header row, the events, or the error that
+/// stopped decoding.
+struct Page {
+    header: Option<rows::FeedHeader>,
+    events: Vec<annals::store::FeedEvent>,
+    failed: Option<StoreError>,
+}
+
+impl Page {
+    /// Decodes one row of the feed read: an event, or the header (no commit).
+    fn decode(&mut self, row: &sqlx::postgres::PgRow, operation: impl Fn() -> String + Copy) -> Result<(), StoreError> {
+        match rows::feed_commit(row, operation)? {
+            Some(commit) => {
+                self.events.push(rows::feed_event(
+                    row,
+                    |position| Checkpoint::from_parts(commit, position),
+                    operation,
+                )?);
+            }
+            None => self.header = Some(rows::feed_header(row, operation)?),
+        }
+        Ok(())
+    }
+}
+
 /// Reads in commit order below the horizon; see the [module docs](self).
 impl EventFeed for PostgresStore {
     /// With several subscribers following, reads near the head are answered from the
@@ -425,8 +451,9 @@ impl PostgresStore {
             .ok_or_else(|| backend(operation(), format!("no feed statement for filter shape {shape:?}")))?;
         // Never closed: the store owns it.
         let _turn = self.feed_reads().acquire().await.ok();
-        let rows = self
-            .on_live_connection(|| {
+        // Rows are decoded as they arrive, while the server still produces the rest.
+        let page = self
+            .on_live_connection(|| async {
                 // The parameters of the shape's filters only, in `Statements::feed`'s order.
                 let mut query = sqlx::query(&statement).bind(kit::bound_to_db(commit)).bind(kit::bound_to_db(position));
                 if let Some(types) = filter.event_types.as_deref() {
@@ -438,19 +465,21 @@ impl PostgresStore {
                 if let Some((count, index)) = partition {
                     query = query.bind(count).bind(index);
                 }
-                query.fetch_all(self.pool())
+                let mut rows = query.fetch(self.pool());
+                let mut page = Page { header: None, events: Vec::with_capacity(limit), failed: None };
+                while let Some(row) = rows.try_next().await? {
+                    if let Err(error) = page.decode(&row, operation) {
+                        page.failed = Some(error);
+                        break;
+                    }
+                }
+                Ok(page)
             })
             .await
             .map_err(|e| store_error(operation(), e))?;
-        let mut header = None;
-        let mut events = Vec::with_capacity(rows.len());
-        for row in &rows {
-            match rows::feed_commit(row, operation)? {
-                Some(commit) => {
-                    events.push(rows::feed_event(row, |position| Checkpoint::from_parts(commit, position), operation)?);
-                }
-                None => header = Some(rows::feed_header(row, operation)?),
-            }
+        let Page { header, mut events, failed } = page;
+        if let Some(error) = failed {
+            return Err(error);
         }
         let Some(header) = header else {
             return Err(backend(operation(), "the feed read returned no row with its horizon".to_owned()));
