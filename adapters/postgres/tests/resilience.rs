@@ -168,6 +168,20 @@ async fn terminate_backends(admin: &PgPool, name: &str) -> i64 {
     .unwrap()
 }
 
+/// A task that terminates the backends of the store named `name` every 40 ms until
+/// `stop`; it returns how many it terminated.
+fn terminate_backends_every_40_ms(admin: &PgPool, name: &str, stop: &Arc<AtomicBool>) -> JoinHandle<i64> {
+    let (admin, name, stop) = (admin.clone(), name.to_owned(), Arc::clone(stop));
+    tokio::spawn(async move {
+        let mut ended = 0;
+        while !stop.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            ended += terminate_backends(&admin, &name).await;
+        }
+        ended
+    })
+}
+
 /// A subscription and a runner (each with a collector) following `store` in the background.
 struct Followers {
     subscription: Seen,
@@ -664,17 +678,7 @@ async fn group_commits_cut_off_mid_statement_store_each_command_exactly_once() {
     let admin = admin().await;
     let carts = Repository::<Cart, _>::new(store.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let killer = {
-        let (admin, name, stop) = (admin.clone(), name.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut ended = 0;
-            while !stop.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(40)).await;
-                ended += terminate_backends(&admin, &name).await;
-            }
-            ended
-        })
-    };
+    let killer = terminate_backends_every_40_ms(&admin, &name, &stop);
     let tasks: Vec<_> = (0..8u64)
         .map(|task| {
             let carts = carts.clone();
@@ -730,17 +734,7 @@ async fn pipelined_commands_on_one_stream_cut_off_mid_append_are_stored_exactly_
         Repository::<Cart, _>::new(store.clone()).with_cache(100),
     ];
     let stop = Arc::new(AtomicBool::new(false));
-    let killer = {
-        let (admin, name, stop) = (admin.clone(), name.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut ended = 0;
-            while !stop.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(40)).await;
-                ended += terminate_backends(&admin, &name).await;
-            }
-            ended
-        })
-    };
+    let killer = terminate_backends_every_40_ms(&admin, &name, &stop);
     let tasks: Vec<_> = (0..8u64)
         .map(|task| {
             let carts = processes[usize::from(task % 2 == 1)].clone();
