@@ -53,6 +53,9 @@ const CAUSATION_ID: usize = column("causation_id");
 const RECORDED_AT: usize = column("recorded_at");
 /// The last column: [`STREAM_READ_COLUMNS`] stops before it.
 pub(crate) const STREAM_ID: usize = column("stream_id");
+/// The feed read's column after the event columns: the event's transaction id, NULL in
+/// the header row (see `Statements::feed`).
+const FEED_COMMIT: usize = EVENT_COLUMNS.len();
 
 // Every name above is in the definition, and the stream id is its last column.
 const _: () = assert!(
@@ -321,7 +324,8 @@ pub(crate) struct FeedHeader {
 
 /// The transaction id of a feed row's event, `None` for its [`FeedHeader`] row.
 pub(crate) fn feed_commit(row: &PgRow, operation: impl Fn() -> String) -> Result<Option<u64>, StoreError> {
-    let commit: Option<Xid8> = row.try_get("feed_commit").map_err(|e| store_error(operation(), e))?;
+    // By index, as the event columns are read: no lookup by name per row.
+    let commit: Option<Xid8> = row.try_get(FEED_COMMIT).map_err(|e| store_error(operation(), e))?;
     Ok(commit.map(|Xid8(commit)| commit))
 }
 
