@@ -121,7 +121,7 @@ async fn bench() {
 
     let expected: u64 = (0..1000u64).map(|i| 1 + i % 3).sum::<u64>() * (EVENTS / 1000);
     let rate = |d: Duration| EVENTS as f64 / d.as_secs_f64();
-    for mode in ["force_custom_plan"] {
+    for mode in ["force_custom_plan", "force_generic_plan"] {
         println!("page plan ({mode}), never analyzed:\n{}", plan(&unanalyzed, mode).await);
         println!("page plan ({mode}), analyzed:\n{}", plan(&analyzed, mode).await);
     }
