@@ -17,9 +17,16 @@ use shopping_cart::{AddItem, Cart, Checkout, ItemAdded};
 /// A span as captured: its name and every field recorded on it.
 type SpanRecord = (String, BTreeMap<String, String>);
 
-/// Records every span and its fields.
+/// Records every span and its fields, and which span is entered (for `Span::current`).
 #[derive(Default)]
-struct Spans(Mutex<Vec<SpanRecord>>);
+struct Spans(Mutex<Vec<SpanRecord>>, Mutex<Entered>);
+
+/// The spans entered, innermost last, with each span's metadata by id.
+#[derive(Default)]
+struct Entered {
+    stack: Vec<tracing::span::Id>,
+    metadata: Vec<&'static tracing::Metadata<'static>>,
+}
 
 struct Fields<'a>(&'a mut BTreeMap<String, String>);
 
@@ -41,8 +48,13 @@ impl tracing::Subscriber for Spans {
     fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
         let mut fields = BTreeMap::new();
         span.record(&mut Fields(&mut fields));
+        // An explicit parent, by the 1-based index of its span in the record.
+        if let Some(parent) = span.parent() {
+            fields.insert("parent".to_owned(), parent.into_u64().to_string());
+        }
         let mut spans = self.0.lock().unwrap();
         spans.push((span.metadata().name().to_owned(), fields));
+        self.1.lock().unwrap().metadata.push(span.metadata());
         tracing::span::Id::from_u64(u64::try_from(spans.len()).unwrap())
     }
 
@@ -54,8 +66,23 @@ impl tracing::Subscriber for Spans {
 
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
     fn event(&self, _: &tracing::Event<'_>) {}
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
+    fn enter(&self, span: &tracing::span::Id) {
+        self.1.lock().unwrap().stack.push(span.clone());
+    }
+    fn exit(&self, span: &tracing::span::Id) {
+        let mut entered = self.1.lock().unwrap();
+        if let Some(at) = entered.stack.iter().rposition(|id| id == span) {
+            entered.stack.remove(at);
+        }
+    }
+    fn current_span(&self) -> tracing_core::span::Current {
+        let entered = self.1.lock().unwrap();
+        let current = entered.stack.last().and_then(|id| {
+            let metadata = entered.metadata.get(usize::try_from(id.into_u64() - 1).ok()?)?;
+            Some(tracing_core::span::Current::new(id.clone(), metadata))
+        });
+        current.unwrap_or_else(tracing_core::span::Current::none)
+    }
 }
 
 /// Records every counter's total and every histogram's number of samples, by name and
@@ -202,6 +229,34 @@ fn commands_loads_appends_batches_and_handlers_are_traced_and_counted() {
     assert_eq!(recorder.get("annals_consumer_events_total{consumer=units}"), 2);
     assert!(recorder.get("annals_consumer_lag_seconds{consumer=units}") >= 1, "the lag gauge was set");
     assert_eq!(recorder.get("annals_command_retries_total{aggregate=cart,reason=conflict}"), 0);
+}
+
+/// With a cache, appends are sent by the stream's pipeline task: each is still an
+/// `annals.append` span, a child of the command that opened its batch, with the number of
+/// commands it carries, and the commands per append are a histogram.
+#[test]
+fn pipelined_appends_are_children_of_their_commands_and_counted() {
+    let (spans, recorder) = (Arc::new(Spans::default()), Metrics::default());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tracing::subscriber::with_default(Arc::clone(&spans), || {
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let carts = Repository::<Cart, _>::new(MemoryStore::new()).with_cache(10);
+                carts.execute("1", add("tea")).await.unwrap();
+                carts.execute("1", add("mug")).await.unwrap();
+            });
+        });
+    });
+    let spans = spans.0.lock().unwrap();
+    let appends: Vec<&SpanRecord> = spans.iter().filter(|(name, _)| name == "annals.append").collect();
+    assert_eq!(appends.len(), 2);
+    for (_, fields) in appends {
+        assert_eq!((fields["commands"].as_str(), fields["events"].as_str()), ("1", "1"), "{fields:?}");
+        let parent = usize::try_from(fields["parent"].parse::<u64>().unwrap() - 1).unwrap();
+        assert_eq!(spans[parent].0, "annals.command", "{fields:?}");
+    }
+    assert_eq!(recorder.get("annals_command_batch_commands{aggregate=cart}"), 2, "one sample per append");
+    assert_eq!(recorder.get("annals_events_appended_total{aggregate=cart}"), 2);
 }
 
 /// A process runner's reactions are spans (`annals.react`) and counted by outcome; the

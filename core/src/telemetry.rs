@@ -9,7 +9,7 @@
 //! | --- | --- | --- |
 //! | `annals.command` | INFO | `aggregate`, `command`, `stream`, then `attempts`, `outcome`, `version` |
 //! | `annals.load` | DEBUG | `stream`, then `from_snapshot`, `events`, `version` |
-//! | `annals.append` | DEBUG | `stream`, `events`, `expected_version` (and `commands` when commands on a hot stream are appended together, see [`Repository::with_cache`](crate::Repository::with_cache)), then `first_position`, `last_position` |
+//! | `annals.append` | DEBUG | `stream`, `events`, `expected_version` (and `commands` when commands on a hot stream are appended together, see [`Repository::with_cache`](crate::Repository::with_cache); the append is then a child of the command that opened its batch), then `first_position`, `last_position` |
 //! | `annals.batch` | DEBUG | `consumer`, `checkpoint`, `events`, `next` |
 //! | `annals.handle` | DEBUG (INFO when the event carries a trace context, see below) | `projection`, `event_type`, `event_id`, `stream`, `version`, `position` |
 //! | `annals.relay` | DEBUG | (annals-nats) one published batch: `messaging.system` (`nats`), `messaging.operation.type` (`send`), `messaging.destination.name` (the JetStream stream), `messaging.batch.message_count`, `after_sequence`, then `last_sequence` |

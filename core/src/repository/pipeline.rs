@@ -62,6 +62,8 @@ struct Batch {
     events: Vec<NewEvent>,
     commands: usize,
     done: watch::Sender<Option<Arc<Outcome>>>,
+    /// The span of the command that opened the batch: its append's parent.
+    opened_by: tracing::Span,
 }
 
 /// How a batch ended.
@@ -214,7 +216,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     }
                     None => {
                         let (done, receiver) = watch::channel(None);
-                        let batch = Batch { expected: version, events: new_events, commands: 1, done };
+                        let opened_by = tracing::Span::current();
+                        let batch = Batch { expected: version, events: new_events, commands: 1, done, opened_by };
                         if pipe.in_flight.is_some() {
                             pipe.pending = Some(batch);
                         } else {
@@ -303,9 +306,10 @@ impl<A: Aggregate, S: EventStore> Sender<A, S> {
     /// idempotent) as the repository's [`RetryPolicy`] allows.
     async fn send(self, mut batch: Batch) {
         loop {
-            let Batch { expected, events, commands, done } = batch;
+            let Batch { expected, events, commands, done, opened_by } = batch;
             let count = events.len();
             let span = tracing::debug_span!(
+                parent: &opened_by,
                 "annals.append",
                 stream = %self.stream,
                 events = count,
