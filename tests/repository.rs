@@ -790,3 +790,29 @@ async fn a_refused_event_fails_its_own_command_not_the_ones_appended_with_it() {
     assert_eq!(held.appends(), [1, 3, 1, 1, 1], "the first, the three together, then each alone");
     assert_eq!(carts.load("b").await.unwrap().version, 3);
 }
+
+/// An append carries at most 64 commands: of 100 commands queued behind a slow append,
+/// 64 go in the next one and the rest in the appends after it; each lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_append_carries_at_most_64_commands() {
+    let held = Held::new(600, Some(1));
+    let carts = Repository::<Cart, _>::new(held.clone()).with_cache(10);
+    let first = started(&carts, "big", add("sku-0", 1), Metadata::default()).await;
+    let rest: Vec<_> = (1..100u32)
+        .map(|n| {
+            let carts = carts.clone();
+            tokio::spawn(async move { carts.execute("big", add(&format!("sku-{n}"), 1)).await })
+        })
+        .collect();
+    first.await.unwrap().unwrap();
+    for task in rest {
+        task.await.unwrap().unwrap();
+    }
+    let appends = held.appends();
+    assert_eq!(appends[..2], [1, 64], "{appends:?}");
+    assert!(appends.iter().all(|&events| events <= 64), "{appends:?}");
+    assert_eq!(appends.iter().sum::<usize>(), 100, "{appends:?}");
+    let stored = carts.history("big", ..).await.unwrap();
+    let skus: BTreeSet<String> = stored.iter().map(|e| e.payload["sku"].as_str().unwrap().to_owned()).collect();
+    assert_eq!((stored.len(), skus.len()), (100, 100), "each command once");
+}

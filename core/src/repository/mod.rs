@@ -252,7 +252,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Commands on a hot stream are pipelined: a command decides on the state the
     /// commands before it will leave, without waiting for their append, and the commands
     /// that decide while one append is in flight are appended together in the next, in the
-    /// order they decided: one round trip and one commit for all of them. Each keeps its
+    /// order they decided, at most 64 to an append: one round trip and one commit for all
+    /// of them. Each keeps its
     /// own outcome (its events, at its versions, and the state after them). What was
     /// decided on an append that then fails is decided again on what is stored (a
     /// rejection too: it is reported only once the events it was decided after are

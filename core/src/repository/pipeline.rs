@@ -36,6 +36,11 @@ use crate::retry::{Attempts, RetryPolicy};
 use crate::store::{EventStore, ExpectedVersion, StoreError};
 use crate::telemetry;
 
+/// The most commands one append carries: more wait (holding the stream's turn, so the
+/// rest wait behind them) for the batch in flight, and start the next. It bounds one
+/// append's size and what a command waiting behind a long outage waits for.
+const MOST_COMMANDS_PER_APPEND: usize = 64;
+
 /// A stream's appends in flight and waiting, and the state they will leave.
 pub(crate) struct Pipe<A> {
     /// The state after every event sent or waiting to be sent, and its version: `Some`
@@ -200,6 +205,28 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             let end = version.saturating_add(u64::try_from(count).unwrap_or(u64::MAX));
             for event in decided {
                 state.apply_event(event);
+            }
+            // A full batch waits for the one in flight; this command starts the next.
+            let voided = loop {
+                let full = {
+                    let pipe = turn.line().pipe();
+                    if pipe.generation != generation {
+                        break true;
+                    }
+                    match (&pipe.pending, &pipe.in_flight) {
+                        (Some(batch), Some(in_flight)) if batch.commands >= MOST_COMMANDS_PER_APPEND => {
+                            Some(in_flight.clone())
+                        }
+                        _ => None,
+                    }
+                };
+                match full {
+                    Some(in_flight) => drop(outcome_of(in_flight).await),
+                    None => break false,
+                }
+            };
+            if voided {
+                continue; // decided on events that failed meanwhile
             }
             let (done, offset) = {
                 let mut pipe = turn.line().pipe();
