@@ -73,8 +73,9 @@ struct Batch {
 
 /// How a batch ended.
 enum Outcome {
-    /// Every event of the batch, as stored, in the order of the batch.
-    Stored(Vec<Envelope>),
+    /// Every event of the batch, as stored, in the order of the batch; each command takes
+    /// its own out (no copy).
+    Stored(Mutex<Vec<Option<Envelope>>>),
     /// The append failed; nothing of the batch is stored (or, after an outage that
     /// outlasted the retries, nobody knows).
     Failed {
@@ -112,6 +113,16 @@ impl<A> Pipe<A> {
             (None, None) => Settled::Now,
         }
     }
+}
+
+/// How a command that decided on a stream's tip joins the next batch.
+enum Join {
+    /// In the batch that goes next: its outcome, and where the command's events start.
+    Joined(watch::Receiver<Option<Arc<Outcome>>>, usize),
+    /// The next batch is full: wait for the one in flight, then join the one after.
+    WaitFor(watch::Receiver<Option<Arc<Outcome>>>),
+    /// The tip it decided on failed meanwhile: decide again.
+    Void,
 }
 
 /// Waits for a batch's outcome. A batch whose task ended without one (the runtime shut
@@ -197,7 +208,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 }
             };
             let ids: Vec<Uuid> = decided.iter().map(|_| Uuid::now_v7()).collect();
-            let new_events = match encode(stream, &decided, &ids, metadata) {
+            let mut new_events = match encode(stream, &decided, &ids, metadata) {
                 Ok(new_events) => new_events,
                 Err(e) => return Some(Err(e)),
             };
@@ -206,77 +217,88 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             for event in decided {
                 state.apply_event(event);
             }
-            // A full batch waits for the one in flight; this command starts the next.
-            let voided = loop {
-                let full = {
-                    let pipe = turn.line().pipe();
-                    if pipe.generation != generation {
-                        break true;
-                    }
-                    match (&pipe.pending, &pipe.in_flight) {
+            // Joins the batch that goes next; a full one waits for the batch in flight,
+            // and this command starts the batch after it.
+            let joined = loop {
+                let step = {
+                    let mut pipe = turn.line().pipe();
+                    let full = match (&pipe.pending, &pipe.in_flight) {
                         (Some(batch), Some(in_flight)) if batch.commands >= MOST_COMMANDS_PER_APPEND => {
                             Some(in_flight.clone())
                         }
                         _ => None,
+                    };
+                    if pipe.generation != generation || pipe.tip.as_ref().is_some_and(|(_, at)| *at != version) {
+                        Join::Void
+                    } else if let Some(in_flight) = full {
+                        Join::WaitFor(in_flight)
+                    } else {
+                        pipe.tip = Some((cache.copy(&state), end));
+                        match &mut pipe.pending {
+                            Some(batch) => {
+                                let offset = batch.events.len();
+                                batch.events.append(&mut new_events);
+                                batch.commands = batch.commands.saturating_add(1);
+                                Join::Joined(batch.done.subscribe(), offset)
+                            }
+                            None => {
+                                let (done, receiver) = watch::channel(None);
+                                let opened_by = tracing::Span::current();
+                                let batch = Batch {
+                                    expected: version,
+                                    events: std::mem::take(&mut new_events),
+                                    commands: 1,
+                                    done,
+                                    opened_by,
+                                };
+                                if pipe.in_flight.is_some() {
+                                    pipe.pending = Some(batch);
+                                } else {
+                                    pipe.in_flight = Some(receiver.clone());
+                                    let line = self.queue.hold(stream);
+                                    tokio::spawn(self.sender(line, stream.to_owned(), cache.clone()).send(batch));
+                                }
+                                Join::Joined(receiver, 0)
+                            }
+                        }
                     }
                 };
-                match full {
-                    Some(in_flight) => drop(outcome_of(in_flight).await),
-                    None => break false,
+                match step {
+                    Join::WaitFor(in_flight) => drop(outcome_of(in_flight).await),
+                    Join::Void => break None, // decided on events that failed meanwhile
+                    Join::Joined(done, offset) => break Some((done, offset)),
                 }
             };
-            if voided {
-                continue; // decided on events that failed meanwhile
-            }
-            let (done, offset) = {
-                let mut pipe = turn.line().pipe();
-                if pipe.generation != generation || pipe.tip.as_ref().is_some_and(|(_, at)| *at != version) {
-                    continue; // decided on events that failed meanwhile
-                }
-                pipe.tip = Some((cache.copy(&state), end));
-                match &mut pipe.pending {
-                    Some(batch) => {
-                        let offset = batch.events.len();
-                        batch.events.extend(new_events);
-                        batch.commands = batch.commands.saturating_add(1);
-                        (batch.done.subscribe(), offset)
-                    }
-                    None => {
-                        let (done, receiver) = watch::channel(None);
-                        let opened_by = tracing::Span::current();
-                        let batch = Batch { expected: version, events: new_events, commands: 1, done, opened_by };
-                        if pipe.in_flight.is_some() {
-                            pipe.pending = Some(batch);
-                        } else {
-                            pipe.in_flight = Some(receiver.clone());
-                            let line = self.queue.hold(stream);
-                            tokio::spawn(self.sender(line, stream.to_owned(), cache.clone()).send(batch));
-                        }
-                        (receiver, 0)
-                    }
-                }
+            let Some((done, offset)) = joined else {
+                continue;
             };
             drop(turn);
             match &*outcome_of(done).await {
                 Outcome::Stored(stored) => {
-                    let Some(mine) = offset.checked_add(count).and_then(|to| stored.get(offset..to)) else {
+                    let (returned, mine) = {
+                        let mut stored = stored.lock().unwrap_or_else(PoisonError::into_inner);
+                        let mine: Option<Vec<Envelope>> = offset
+                            .checked_add(count)
+                            .and_then(|to| stored.get_mut(offset..to))
+                            .and_then(|slots| slots.iter_mut().map(Option::take).collect());
+                        (stored.len(), mine)
+                    };
+                    let Some(events) = mine else {
                         return Some(Err(ExecuteError::Store(StoreError::Backend {
                             operation: format!("appending to stream `{stream}`"),
                             source: format!(
-                                "the store returned {} events for an append of more than {offset} + {count}; \
-                                 it breaks the EventStore contract",
-                                stored.len()
+                                "the store returned {returned} events for an append of more than {offset} + {count}; \
+                                 it breaks the EventStore contract"
                             )
                             .into(),
                         })));
                     };
-                    let new_version = mine.last().map_or(end, |e| e.stream_version);
+                    let new_version = events.last().map_or(end, |e| e.stream_version);
                     if let Some(snapshots) = &self.snapshots {
                         if snapshots.policy.after_append(version, new_version) {
                             self.save_snapshot_in_background(stream, &state, new_version, snapshots);
                         }
                     }
-                    let events = mine.to_vec();
                     return Some(Ok(Committed { state, version: new_version, events, attempts: *decisions }));
                 }
                 Outcome::Void => telemetry::command_retried(A::NAME, "void"),
@@ -371,7 +393,7 @@ impl<A: Aggregate, S: EventStore> Sender<A, S> {
             };
             let next = self.settle(result.is_ok());
             let outcome = match result {
-                Ok(stored) => Outcome::Stored(stored),
+                Ok(stored) => Outcome::Stored(Mutex::new(stored.into_iter().map(Some).collect())),
                 Err(error) => Outcome::Failed {
                     conflict: error.is_conflict(),
                     transient: error.is_transient(),

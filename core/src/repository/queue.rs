@@ -100,7 +100,7 @@ impl<A> Line<A> {
 
 impl<A> Turn<A> {
     /// The stream's line.
-    pub(crate) fn line(&self) -> &Arc<Line<A>> {
+    pub(crate) fn line(&self) -> &Line<A> {
         &self.line
     }
 }
