@@ -466,7 +466,7 @@ impl PostgresStore {
                     query = query.bind(count).bind(index);
                 }
                 let mut rows = query.fetch(self.pool());
-                let mut page = Page { header: None, events: Vec::with_capacity(limit), failed: None };
+                let mut page = Page { header: None, events: Vec::new(), failed: None };
                 while let Some(row) = rows.try_next().await? {
                     if let Err(error) = page.decode(&row, operation) {
                         page.failed = Some(error);

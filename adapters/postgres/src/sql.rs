@@ -521,7 +521,8 @@ impl Statements {
     /// without a statement.
     pub(crate) fn feed_page(&self, shape: FeedShape, limit: u64) -> Option<String> {
         let template = self.feed.get(shape.index())?;
-        Some(template.replace(PAGE_SIZE, &limit.to_string()))
+        // `LIMIT` takes an `int8`: a larger page size reads everything, as it did bound.
+        Some(template.replace(PAGE_SIZE, &annals::store::kit::bound_to_db(limit).to_string()))
     }
 
     /// The key of the session-level advisory lock one instance of consumer `name` holds

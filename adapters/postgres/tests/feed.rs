@@ -366,3 +366,18 @@ async fn a_partition_page_is_read_in_index_order_without_sorting_the_backlog() {
     assert_eq!(batch.events.len(), 500);
     assert!(batch.events.iter().all(|e| annals::store::Partition::new(1, 4).unwrap().contains(&e.envelope.stream_id)));
 }
+
+/// The page size is written into the feed's statement: any size a caller asks for reads,
+/// the largest ones as "everything" (PostgreSQL's `LIMIT` takes an `int8`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_page_size_reads() {
+    let store = store().await;
+    for n in 0..3u64 {
+        let event = NewEvent::new("e", 1, json!({ "n": n }));
+        store.append(&format!("s-{n}"), ExpectedVersion::Exact(0), vec![event]).await.unwrap();
+    }
+    for limit in [1, 2, usize::MAX] {
+        let batch = store.read_feed(Checkpoint::START, &Filter::all(), limit).await.unwrap();
+        assert_eq!(batch.events.len(), limit.min(3), "page of {limit}");
+    }
+}
