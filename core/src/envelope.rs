@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::payload::Payload;
+
 /// A stored event: the payload plus everything the store recorded about it.
 ///
 /// Envelopes are immutable facts. `stream_version` counts from 1 within a stream;
@@ -34,8 +36,9 @@ pub struct Envelope {
     pub event_type: String,
     /// The schema version of the payload (`#[event(version = N)]`).
     pub event_version: u32,
-    /// The event itself, as JSON.
-    pub payload: serde_json::Value,
+    /// The event itself, as JSON: kept as the store returned it and decoded when read
+    /// (see [`Payload`]).
+    pub payload: Payload,
     /// Correlation, causation and free-form keys.
     pub metadata: Metadata,
 }

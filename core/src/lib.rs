@@ -69,6 +69,7 @@ pub mod aggregate;
 pub mod conformance;
 pub mod envelope;
 pub mod event;
+pub mod payload;
 #[doc = include_str!("guide.md")]
 pub mod guide {}
 pub mod process;
@@ -88,6 +89,7 @@ mod trace_context;
 pub use aggregate::{Aggregate, Apply, Decision, Handle};
 pub use envelope::{Envelope, Metadata, NewEvent};
 pub use event::{DecodeError, Event, EventSet, UpcastError};
+pub use payload::Payload;
 pub use projection::{BoxError, Handler, On, Permanent, Projection, ProjectionError};
 pub use repository::{Committed, ExecuteError, LoadError, Loaded, Repository};
 pub use retry::RetryPolicy;

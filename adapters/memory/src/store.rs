@@ -122,7 +122,7 @@ impl EventStore for MemoryStore {
                 recorded_at,
                 event_type: event.event_type,
                 event_version: event.event_version,
-                payload: event.payload,
+                payload: event.payload.into(),
                 metadata: event.metadata,
             });
             indexes.push(index);

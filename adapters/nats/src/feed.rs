@@ -383,7 +383,7 @@ fn decode(sequence: u64, message: &jetstream::Message) -> FeedEvent {
                 recorded_at: chrono::DateTime::UNIX_EPOCH,
                 event_type: header(headers::EVENT_TYPE).unwrap_or_default(),
                 event_version: 0,
-                payload: serde_json::Value::Null,
+                payload: annals::Payload::default(),
                 metadata: annals::Metadata::default(),
             };
             FeedEvent::damaged(

@@ -156,7 +156,7 @@ async fn poison_messages_are_parked_and_the_rest_applied() {
             recorded_at: chrono::Utc::now(),
             event_type: "test.happened".into(),
             event_version: 1,
-            payload,
+            payload: payload.into(),
             metadata: annals::Metadata::default(),
         };
         serde_json::to_vec(&envelope).unwrap()

@@ -107,7 +107,7 @@ pub(crate) async fn append(
             recorded_at: written.recorded_at,
             event_type: event.event_type,
             event_version: event.event_version,
-            payload: event.payload,
+            payload: event.payload.into(),
             metadata: event.metadata,
         })
         .collect())

@@ -202,7 +202,7 @@ mod tests {
                 recorded_at: chrono::Utc::now(),
                 event_type: "e".into(),
                 event_version: 1,
-                payload: serde_json::Value::Null,
+                payload: annals::Payload::default(),
                 metadata: Metadata::default(),
             },
         )

@@ -177,8 +177,7 @@ fn decode(row: &PgRow, stream_id: String, operation: impl Fn() -> String) -> Res
         position: Some(global_position),
         detail,
     };
-    let Json(payload): Json<serde_json::Value> =
-        row.try_get(PAYLOAD).map_err(|e| corrupt(format!("its payload does not read back: {e}")))?;
+    let payload = payload(row).map_err(|e| corrupt(format!("its payload does not read back: {e}")))?;
     let metadata = row.try_get_raw(METADATA).map_err(column_error)?;
     let extra = if !metadata.is_null() && metadata.as_bytes().is_ok_and(|bytes| bytes == EMPTY_OBJECT) {
         BTreeMap::new()
@@ -204,6 +203,32 @@ fn decode(row: &PgRow, stream_id: String, operation: impl Fn() -> String) -> Res
         },
         stream_id,
     })
+}
+
+/// The payload column's JSON text, kept as it is: the `json` column only holds text
+/// PostgreSQL parsed as JSON, so the text is not parsed again here but when the event is
+/// decoded, once, straight into its type (see `annals::Payload`). A `jsonb` column (a
+/// schema changed by hand) is read too: its binary form is a version byte, 1, then text.
+fn payload(row: &PgRow) -> Result<annals::Payload, String> {
+    use sqlx::postgres::PgValueFormat;
+    use sqlx::TypeInfo;
+    let raw = row.try_get_raw(PAYLOAD).map_err(|e| e.to_string())?;
+    if raw.is_null() {
+        return Err("is NULL".to_owned());
+    }
+    let binary_jsonb = match raw.type_info().name() {
+        "JSON" => false,
+        "JSONB" => raw.format() == PgValueFormat::Binary,
+        other => return Err(format!("is of type {other}, not json")),
+    };
+    let bytes = raw.as_bytes().map_err(|e| e.to_string())?;
+    let text = match (binary_jsonb, bytes) {
+        (false, text) => text,
+        (true, [1, text @ ..]) => text,
+        (true, _) => return Err("is jsonb of a version other than 1".to_owned()),
+    };
+    let text = std::str::from_utf8(text).map_err(|e| format!("is not UTF-8: {e}"))?;
+    Ok(annals::Payload::from_json_text(text.to_owned()))
 }
 
 /// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01 00:00:00 UTC.

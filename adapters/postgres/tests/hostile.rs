@@ -1,8 +1,9 @@
 //! Rows PostgreSQL holds but annals never writes (edited by hand, restored from an old
 //! backup, written by another tool): every read reports them as a typed
-//! `StoreError::Corrupt` naming stream, version and position, never a panic; the schema
-//! refuses new ones; the feed delivers a bad row in its place as a damaged event, which
-//! consumers stop at or park.
+//! `StoreError::Corrupt` naming stream, version and position, never a panic (a payload
+//! PostgreSQL accepts as JSON but serde_json cannot read fails where it is decoded, as a
+//! `DecodeError` naming the event); the schema refuses new ones; the feed delivers a bad
+//! row in its place as a damaged event, which consumers stop at or park.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -143,4 +144,49 @@ async fn a_damaged_row_is_parked_and_retried_after_a_repair() {
         },
     )
     .await;
+}
+
+/// A payload is returned as the text PostgreSQL's `json` column keeps, byte for byte, and
+/// parsed only when the event is decoded. Text PostgreSQL accepts as JSON but serde_json
+/// cannot read (a number beyond `f64`, a lone surrogate) therefore does not stop a read:
+/// the load fails at that event with a decode error naming it, the feed delivers it
+/// undamaged, and a consumer decoding it gets the same error (and parks or stops there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_are_returned_as_stored_and_unreadable_ones_fail_where_decoded() {
+    use annals::DecodeError;
+    for (n, unreadable, says) in
+        [(0, r#"{"sku": "tea", "qty": 1e400}"#, "number out of range"), (1, r#"{"sku": "\ud800"}"#, "escape")]
+    {
+        let store = store().await;
+        let carts = Repository::<Cart, _>::new(store.clone());
+        carts.execute("p", add("tea")).await.unwrap();
+        let spaced = r#"{ "sku" : "mug",  "qty": 2, "unit_price_cents": 300 }"#;
+        for (version, payload) in [(2, spaced), (3, unreadable)] {
+            sqlx::query(&format!(
+                "INSERT INTO {}.events (stream_id, stream_version, event_type, event_version, payload, event_id) \
+                 VALUES ('cart-p', $1, 'cart.item_added', 1, $2::json, gen_random_uuid())",
+                store.schema().quoted()
+            ))
+            .bind(version)
+            .bind(payload)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        match carts.load("p").await {
+            Err(LoadError::Decode(DecodeError::Payload { stream, version, event_type, source, .. })) => {
+                assert_eq!((stream.as_str(), version, event_type.as_str()), ("cart-p", 3, "cart.item_added"), "{n}");
+                assert!(source.to_string().contains(says), "{n}: {source}");
+            }
+            other => panic!("{n}: expected a payload decode error, got {other:?}"),
+        }
+        let feed = store.read_feed(Checkpoint::START, &Filter::all(), 10).await.unwrap();
+        assert!(feed.events.iter().all(|e| e.damage.is_none()), "{n}: nothing is damaged");
+        let payloads: Vec<_> = feed.events.iter().map(|e| e.envelope.payload.json_text().into_owned()).collect();
+        assert_eq!(payloads[1..], [spaced.to_owned(), unreadable.to_owned()], "{n}: the stored text, as stored");
+        let decoded = feed.events[1].envelope.decode::<shopping_cart::ItemAdded>().unwrap();
+        assert_eq!((decoded.sku.as_str(), decoded.qty), ("mug", 2), "{n}");
+        let error = feed.events[2].envelope.decode::<shopping_cart::ItemAdded>().unwrap_err();
+        assert!(matches!(error, DecodeError::Payload { version: 3, .. }), "{n}: {error}");
+    }
 }

@@ -288,7 +288,7 @@ fn envelopes(
             recorded_at,
             event_type: event.event_type,
             event_version: event.event_version,
-            payload: event.payload,
+            payload: event.payload.into(),
             metadata: event.metadata,
         })
         .collect()

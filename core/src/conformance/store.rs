@@ -495,7 +495,8 @@ pub async fn nul_characters_in_json_round_trip<S: EventStore + EventFeed>(store:
     for (how, read_back) in [("read_stream", read(&store, "nul-1", ..).await), ("the feed", feed_all(&store).await)] {
         assert_eq!(read_back, written, "{how} returns what append returned");
         for (stored, sent) in read_back.iter().zip(&sent) {
-            assert_eq!((&stored.payload, &stored.metadata), (&sent.payload, &sent.metadata), "{how}");
+            assert_eq!(stored.payload, sent.payload, "{how}");
+            assert_eq!(stored.metadata, sent.metadata, "{how}");
         }
     }
 }

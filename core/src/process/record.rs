@@ -35,7 +35,7 @@ pub enum Trigger {
         /// When it was recorded.
         recorded_at: DateTime<Utc>,
         /// Its payload as stored.
-        payload: serde_json::Value,
+        payload: crate::Payload,
         /// Its metadata.
         #[serde(default)]
         metadata: Metadata,

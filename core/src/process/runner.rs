@@ -9,7 +9,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use serde::Deserialize;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -157,7 +156,7 @@ fn reaction_of<P: Process>(envelope: Envelope) -> Result<Reaction, ProcessError>
     if envelope.event_type != REACTED {
         return Err(record(format!("its type is `{}`, not `{REACTED}`", envelope.event_type)));
     }
-    Reaction::deserialize(&envelope.payload).map_err(|e| record(e.to_string()))
+    envelope.payload.decode::<Reaction>().map_err(|e| record(e.to_string()))
 }
 
 /// Reacts to inputs and carries reactions out; the projection the runner's subscription

@@ -75,7 +75,7 @@ impl<P: Process> ProcessTest<P> {
             recorded_at: Utc::now(),
             event_type: E::NAME.to_owned(),
             event_version: E::VERSION,
-            payload: serde_json::to_value(&event).map_err(|source| self.json_error("the event", source))?,
+            payload: serde_json::to_value(&event).map_err(|source| self.json_error("the event", source))?.into(),
             metadata: Metadata::default(),
         };
         let trigger = Trigger::event(&envelope);

@@ -320,7 +320,7 @@ pub fn damaged_event(
                 recorded_at: chrono::DateTime::UNIX_EPOCH,
                 event_type,
                 event_version: 0,
-                payload: serde_json::Value::Null,
+                payload: crate::Payload::default(),
                 metadata: crate::envelope::Metadata::default(),
             };
             Ok(FeedEvent::damaged(checkpoint, envelope, detail))
@@ -342,7 +342,7 @@ mod tests {
             recorded_at: chrono::Utc::now(),
             event_type: event.event_type.clone(),
             event_version: event.event_version,
-            payload: event.payload.clone(),
+            payload: event.payload.clone().into(),
             metadata: event.metadata.clone(),
         }
     }

@@ -138,7 +138,7 @@ mod tests {
                 recorded_at: Utc::now(),
                 event_type: CheckedOut::NAME.into(),
                 event_version: 1,
-                payload: serde_json::json!({ "total_cents": 900 }),
+                payload: serde_json::json!({ "total_cents": 900 }).into(),
                 metadata: Metadata::default().correlation_id(Uuid::now_v7()),
             },
         )
@@ -167,7 +167,7 @@ mod tests {
     async fn an_undecodable_checkout_stops_the_consumer_before_its_checkpoint() {
         let mut outbox = InMemoryProjection::new(Outbox::default());
         let mut event = checkout_event(3);
-        event.envelope.payload = serde_json::json!({ "total": "lots" });
+        event.envelope.payload = serde_json::json!({ "total": "lots" }).into();
         let at = event.checkpoint;
         assert!(outbox.process(&[event], at).await.is_err());
         assert!(outbox.read().await.notifications().is_empty());

@@ -128,7 +128,7 @@ fn main() {
     newer.event_version = 2;
     assert!(matches!(CartEvent::decode(&newer), Err(DecodeError::VersionTooNew { .. })));
     let mut bad = envelope(&added);
-    bad.payload = json!({"sku": 7});
+    bad.payload = json!({"sku": 7}).into();
     assert!(matches!(CartEvent::decode(&bad), Err(DecodeError::Payload { .. })));
 
     // Apply dispatch.

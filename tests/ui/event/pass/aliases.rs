@@ -36,7 +36,7 @@ fn envelope(event_type: &str) -> Envelope {
         recorded_at: serde_json::from_value(json!("2024-05-01T10:00:00Z")).unwrap(),
         event_type: event_type.into(),
         event_version: 1,
-        payload: json!({"sku": "tea"}),
+        payload: json!({"sku": "tea"}).into(),
         metadata: Metadata::default(),
     }
 }

@@ -31,7 +31,7 @@ fn main() {
         recorded_at: chrono::Utc::now(),
         event_type: "account.credited".into(),
         event_version: 2,
-        payload: serde_json::json!({ "cents": 5 }),
+        payload: annals::Payload::from_json_text(r#"{ "cents": 5 }"#.to_owned()),
         metadata: annals::Metadata::default(),
     };
     // A version older than `oldest` has no upcaster: a typed error, not a wrong value.

@@ -51,7 +51,7 @@ fn envelope(event_type: &str, payload: serde_json::Value) -> Envelope {
         recorded_at: serde_json::from_value(json!("2024-05-01T10:00:00Z")).unwrap(),
         event_type: event_type.into(),
         event_version: 1,
-        payload,
+        payload: payload.into(),
         metadata: Metadata::default(),
     }
 }
