@@ -155,8 +155,11 @@ impl EventColumns {
         let event_version = u32::try_from(event_version).map_err(|_| {
             place.corrupt(format!("schema version {event_version} is out of range (expected 0 to 4294967295)"))
         })?;
-        let payload: serde_json::Value =
-            json(decode(row, self.payload, "payload", place, operation)?, "payload", place)?;
+        // Checked as JSON (a column without the schema's check may hold any text) but kept
+        // as text: the event is decoded from it in one parse (see `annals::Payload`).
+        let payload: &str = decode(row, self.payload, "payload", place, operation)?;
+        json::<serde::de::IgnoredAny>(payload, "payload", place)?;
+        let payload = annals::Payload::from_json_text(payload.to_owned());
         let extra = match decode::<Option<&str>>(row, self.metadata, "metadata", place, operation)? {
             None => BTreeMap::new(),
             Some(text) => json(text, "metadata", place)?,
@@ -168,7 +171,7 @@ impl EventColumns {
             recorded_at: time(decode(row, self.recorded_at, "recorded_at", place, operation)?),
             event_type: decode(row, self.event_type, "event_type", place, operation)?,
             event_version,
-            payload: annals::Payload::from(payload),
+            payload,
             metadata: Metadata {
                 correlation_id: decode::<Option<Uuid>>(row, self.correlation_id, "correlation_id", place, operation)?,
                 causation_id: decode::<Option<Uuid>>(row, self.causation_id, "causation_id", place, operation)?,
