@@ -62,7 +62,15 @@ impl<W: Write> Output<W> {
 
     /// An event; with the feed's `checkpoint` when it comes from the feed.
     pub(crate) fn event(&mut self, checkpoint: Option<Checkpoint>, event: &Envelope) {
-        let mut value = json!(event);
+        // A payload as a JSON value, compact on one line: stored text may hold newlines and
+        // tabs between tokens, and text serde_json cannot read (a number beyond `f64`) is
+        // shown as a JSON string of itself rather than failing the command.
+        let payload = match event.payload.value() {
+            Ok(value) => value.clone(),
+            Err(_) => serde_json::Value::from(event.payload.json_text().into_owned()),
+        };
+        let shown = Envelope { payload: payload.clone().into(), ..event.clone() };
+        let mut value = serde_json::to_value(&shown).unwrap_or_default();
         if let (Some(checkpoint), Some(object)) = (checkpoint, value.as_object_mut()) {
             object.insert("checkpoint".into(), json!(checkpoint));
         }
@@ -78,7 +86,7 @@ impl<W: Write> Output<W> {
                 event.event_version,
                 event.recorded_at.to_rfc3339(),
                 event.event_id,
-                event.payload,
+                payload,
                 metadata,
             )
         });

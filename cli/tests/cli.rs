@@ -277,3 +277,33 @@ async fn consumers_on_postgres_count_the_events_after_their_checkpoint() {
     let listed = json_lines(&annals(&url, &["--schema", &schema, "--json", "consumers"]));
     assert_eq!((listed[0]["name"].as_str(), listed[0]["behind"].as_u64()), (Some("views"), Some(2)), "{listed:?}");
 }
+
+/// Payload text written by hand (newlines and tabs between tokens, a number beyond `f64`
+/// that PostgreSQL's `json` accepts) prints on one line per event, in both outputs; the
+/// unreadable one as a JSON string of its text, not a failed command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_print_one_line_each_whatever_their_stored_text() {
+    let store = annals_postgres::testing::fresh_store().await.unwrap();
+    let url = annals_postgres::testing::database_url().unwrap();
+    let schema = store.schema().as_str().to_owned();
+    for (version, payload) in [(1, "{\n\t\"sku\":\t\"tea\",\n\t\"qty\": 2\n}"), (2, r#"{"qty": 1e400}"#)] {
+        annals_postgres::sqlx::query(&format!(
+            "INSERT INTO {}.events (stream_id, stream_version, event_type, event_version, payload, event_id) \
+             VALUES ('cart-h', $1, 'cart.item_added', 1, $2::json, gen_random_uuid())",
+            store.schema().quoted()
+        ))
+        .bind(version)
+        .bind(payload)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+    let text = stdout(&annals(&url, &["--schema", &schema, "stream", "show", "cart-h"]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].contains(r#"{"qty":2,"sku":"tea"}"#), "{text}");
+    assert!(lines[1].contains(r#""{\"qty\": 1e400}""#), "{text}");
+    let shown = json_lines(&annals(&url, &["--schema", &schema, "--json", "stream", "show", "cart-h"]));
+    assert_eq!(shown[0]["payload"], json!({"sku": "tea", "qty": 2}));
+    assert_eq!(shown[1]["payload"], json!(r#"{"qty": 1e400}"#));
+}

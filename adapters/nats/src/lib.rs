@@ -24,6 +24,7 @@ mod relay;
 pub mod subject;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod wire;
 
 pub use feed::JetStreamFeed;
 pub use relay::{Relay, RelayError, RelayStatus};

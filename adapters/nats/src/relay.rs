@@ -295,7 +295,7 @@ impl<F: EventFeed> Relay<F> {
     async fn publish(&self, events: &[FeedEvent], ends: &[bool], mut last: u64) -> Result<u64, Failure> {
         let mut acks = Vec::with_capacity(events.len());
         for (offset, event) in (0u64..).zip(events) {
-            let body = serde_json::to_vec(&event.envelope)
+            let body = crate::wire::encode(&event.envelope)
                 .map_err(|source| Failure::Fatal(RelayError::Encode { event_id: event.envelope.event_id, source }))?;
             let end = usize::try_from(offset).ok().and_then(|i| ends.get(i)).copied().unwrap_or(false);
             let headers = headers::of(event, last.saturating_add(offset), end);
