@@ -14,13 +14,38 @@ pub(crate) fn read_stream<'a>(
     stream_id: &'a str,
     versions: VersionRange,
 ) -> BoxStream<'a, Result<Envelope, StoreError>> {
+    read(store, &store.sql().read_stream, stream_id, versions, move |row, operation| {
+        rows::stream_envelope(row, stream_id, operation)
+    })
+}
+
+/// [`read_stream`] of the columns a fold needs only (`EventStore::read_stream_to_fold`).
+pub(crate) fn read_stream_to_fold<'a>(
+    store: &'a PostgresStore,
+    stream_id: &'a str,
+    versions: VersionRange,
+) -> BoxStream<'a, Result<Envelope, StoreError>> {
+    read(store, &store.sql().read_stream_to_fold, stream_id, versions, move |row, operation| {
+        rows::fold_envelope(row, stream_id, operation)
+    })
+}
+
+/// The events of `stream_id` within `versions` by `statement` (`$1` stream, `$2` first
+/// version, `$3` last), each row decoded by `decode` (given what to name in an error).
+fn read<'a>(
+    store: &'a PostgresStore,
+    statement: &'a str,
+    stream_id: &'a str,
+    versions: VersionRange,
+    decode: impl Fn(&sqlx::postgres::PgRow, &dyn Fn() -> String) -> Result<Envelope, StoreError> + Send + 'a,
+) -> BoxStream<'a, Result<Envelope, StoreError>> {
     let from = kit::bound_to_db(versions.from.max(1));
     let to = versions.to.map_or(i64::MAX, kit::bound_to_db);
     if from > to {
         return futures::stream::empty().boxed();
     }
     let operation = move || format!("reading stream `{stream_id}`");
-    let open = move || sqlx::query(&store.sql().read_stream).bind(stream_id).bind(from).bind(to).fetch(store.pool());
+    let open = move || sqlx::query(statement).bind(stream_id).bind(from).bind(to).fetch(store.pool());
     // A dead pooled connection fails the first row: open the query again on another
     // connection (nothing was returned yet), as `PostgresStore::on_live_connection` does.
     let attempts = store.pool().options().get_max_connections().saturating_add(1);
@@ -39,7 +64,7 @@ pub(crate) fn read_stream<'a>(
     })
     .flatten()
     .map(move |row| match row {
-        Ok(row) => rows::stream_envelope(&row, stream_id, operation),
+        Ok(row) => decode(&row, &operation),
         Err(e) => Err(store_error(operation(), e)),
     })
     .boxed()

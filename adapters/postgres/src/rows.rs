@@ -75,6 +75,11 @@ const _: () = assert!(
 /// The columns a stream read selects: all but the stream id.
 pub(crate) const STREAM_READ_COLUMNS: usize = STREAM_ID;
 
+/// The columns a read to fold a stream selects (`read_stream_to_fold`): what applying an
+/// event needs, and its positions; decoded by [`fold_envelope`] at these indexes.
+pub(crate) const FOLD_COLUMNS: [&str; 5] =
+    ["global_position", "stream_version", "event_type", "event_version", "payload"];
+
 /// The index of `name` in [`EVENT_COLUMNS`]; `usize::MAX` (which the assertion above
 /// refuses at compile time) when it is not there.
 const fn column(name: &str) -> usize {
@@ -177,7 +182,7 @@ fn decode(row: &PgRow, stream_id: String, operation: impl Fn() -> String) -> Res
         position: Some(global_position),
         detail,
     };
-    let payload = payload(row).map_err(|e| corrupt(format!("its payload does not read back: {e}")))?;
+    let payload = payload(row, PAYLOAD).map_err(|e| corrupt(format!("its payload does not read back: {e}")))?;
     let metadata = row.try_get_raw(METADATA).map_err(column_error)?;
     let extra = if !metadata.is_null() && metadata.as_bytes().is_ok_and(|bytes| bytes == EMPTY_OBJECT) {
         BTreeMap::new()
@@ -209,10 +214,10 @@ fn decode(row: &PgRow, stream_id: String, operation: impl Fn() -> String) -> Res
 /// PostgreSQL parsed as JSON, so the text is not parsed again here but when the event is
 /// decoded, once, straight into its type (see `annals::Payload`). A `jsonb` column (a
 /// schema changed by hand) is read too: its binary form is a version byte, 1, then text.
-fn payload(row: &PgRow) -> Result<annals::Payload, String> {
+fn payload(row: &PgRow, column: usize) -> Result<annals::Payload, String> {
     use sqlx::postgres::PgValueFormat;
     use sqlx::TypeInfo;
-    let raw = row.try_get_raw(PAYLOAD).map_err(|e| e.to_string())?;
+    let raw = row.try_get_raw(column).map_err(|e| e.to_string())?;
     if raw.is_null() {
         return Err("is NULL".to_owned());
     }
@@ -229,6 +234,47 @@ fn payload(row: &PgRow) -> Result<annals::Payload, String> {
     };
     let text = std::str::from_utf8(text).map_err(|e| format!("is not UTF-8: {e}"))?;
     Ok(annals::Payload::from_json_text(text.to_owned()))
+}
+
+/// Decodes a row of the [`FOLD_COLUMNS`] read from stream `stream_id`: the stored
+/// positions, type, schema version and payload, and no event id (nil), metadata (empty)
+/// or time (the Unix epoch), which applying an event does not read. Values annals does
+/// not write are [`StoreError::Corrupt`] as in a whole read.
+pub(crate) fn fold_envelope(
+    row: &PgRow,
+    stream_id: &str,
+    operation: impl Fn() -> String,
+) -> Result<Envelope, StoreError> {
+    let column_error = |e: sqlx::Error| store_error(operation(), e);
+    let global_position: i64 = row.try_get(0).map_err(column_error)?;
+    let stream_version: i64 = row.try_get(1).map_err(column_error)?;
+    let event_type: String = row.try_get(2).map_err(column_error)?;
+    let event_version: i32 = row.try_get(3).map_err(column_error)?;
+    let corrupt = |version: Option<u64>, position: Option<u64>, detail: String| StoreError::Corrupt {
+        stream: stream_id.to_owned(),
+        version,
+        position,
+        detail,
+    };
+    let position = kit::from_db(global_position, 1, "global position")
+        .map_err(|e| corrupt(None, None, format!("an event's {e}")))?;
+    let version = kit::from_db(stream_version, 1, "stream version")
+        .map_err(|e| corrupt(None, Some(position), format!("an event's {e}")))?;
+    let event_version = schema_version(event_version, "event schema version")
+        .map_err(|e| corrupt(Some(version), Some(position), format!("an event's {e}")))?;
+    let payload = payload(row, 4)
+        .map_err(|e| corrupt(Some(version), Some(position), format!("its payload does not read back: {e}")))?;
+    Ok(Envelope {
+        event_id: Uuid::nil(),
+        stream_id: stream_id.to_owned(),
+        stream_version: version,
+        global_position: position,
+        recorded_at: DateTime::UNIX_EPOCH,
+        event_type,
+        event_version,
+        payload,
+        metadata: Metadata::default(),
+    })
 }
 
 /// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01 00:00:00 UTC.

@@ -4,7 +4,7 @@
 //! The quoted, validated schema name is the only text formatted into them; every value
 //! is a bind parameter. sqlx prepares each statement once per connection and reuses it.
 
-use crate::rows::{EVENT_COLUMNS, EVENT_COLUMN_TYPES, STREAM_READ_COLUMNS};
+use crate::rows::{EVENT_COLUMNS, EVENT_COLUMN_TYPES, FOLD_COLUMNS, STREAM_READ_COLUMNS};
 use crate::schema::SchemaName;
 
 /// Whether a schema exists. `$1` schema name.
@@ -158,6 +158,8 @@ pub(crate) struct Statements {
     // Reading.
     /// `$1` stream, `$2` first version, `$3` last version; the stream read columns.
     pub(crate) read_stream: String,
+    /// `$1` stream, `$2` first version, `$3` last version; the [`FOLD_COLUMNS`] only.
+    pub(crate) read_stream_to_fold: String,
     /// `$1` stream.
     pub(crate) stream_version: String,
     /// `$1` correlation id; every column, in global order.
@@ -305,6 +307,11 @@ impl Statements {
             read_stream: format!(
                 "SELECT {stream_read} FROM {s}.events \
                  WHERE stream_id = $1 AND stream_version BETWEEN $2 AND $3 ORDER BY stream_version"
+            ),
+            read_stream_to_fold: format!(
+                "SELECT {fold} FROM {s}.events \
+                 WHERE stream_id = $1 AND stream_version BETWEEN $2 AND $3 ORDER BY stream_version",
+                fold = FOLD_COLUMNS.join(", ")
             ),
             stream_version: format!("SELECT coalesce(max(stream_version), 0) FROM {s}.events WHERE stream_id = $1"),
             // `column = $1` implies the partial index's `column IS NOT NULL`, so the index

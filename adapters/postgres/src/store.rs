@@ -331,6 +331,15 @@ impl EventStore for PostgresStore {
         crate::read::read_stream(self, stream_id, versions)
     }
 
+    /// Reads five columns of ten: positions, type, schema version and payload.
+    fn read_stream_to_fold<'a>(
+        &'a self,
+        stream_id: &'a str,
+        versions: VersionRange,
+    ) -> BoxStream<'a, Result<Envelope, StoreError>> {
+        crate::read::read_stream_to_fold(self, stream_id, versions)
+    }
+
     async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
         crate::read::stream_version(self, stream_id).await
     }

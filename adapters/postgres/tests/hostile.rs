@@ -13,9 +13,10 @@
 
 use annals::snapshot::SnapshotPolicy;
 use annals::store::{Checkpoint, EventFeed, Filter};
-use annals::{LoadError, Repository, StoreError};
+use annals::{EventStore, LoadError, Repository, StoreError, VersionRange};
 use annals_postgres::testing::fresh_store;
 use annals_postgres::{sqlx, PostgresStore, SchemaName};
+use futures::TryStreamExt;
 use shopping_cart::{AddItem, Cart};
 
 async fn store() -> PostgresStore {
@@ -32,9 +33,9 @@ async fn execute(store: &PostgresStore, sql: &str) -> Result<(), sqlx::Error> {
 }
 
 /// `'infinity'`, `'-infinity'` and a year chrono cannot hold, in `recorded_at` of a row
-/// stored before the schema refused them: load, stream reads and the feed report the
-/// event as corrupt (sqlx's own chrono decoding panics on these); the good event before
-/// it is still in the feed.
+/// stored before the schema refused them: stream reads, loads as of a time and the feed
+/// report the event as corrupt (sqlx's own chrono decoding panics on these); the good
+/// event before it is still in the feed; a load, which does not read times, is whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn times_annals_cannot_represent_are_corrupt_events_not_panics() {
     for (n, time) in ["'infinity'", "'-infinity'", "'270000-01-01'"].into_iter().enumerate() {
@@ -53,13 +54,21 @@ async fn times_annals_cannot_represent_are_corrupt_events_not_panics() {
             .await
             .unwrap();
 
-        match carts.load("t").await {
-            Err(LoadError::Store(StoreError::Corrupt { stream, version, position, detail })) => {
-                assert_eq!((stream.as_str(), version, position), ("cart-t", Some(2), Some(2)), "{time}");
-                assert!(detail.contains("recorded_at"), "{time}: {detail}");
+        // A read of the events, and a load as of a time, which reads the times.
+        let read: Result<Vec<_>, _> = store.read_stream("cart-t", VersionRange::ALL).try_collect().await;
+        let as_of = carts.load_as_of("t", chrono::Utc::now()).await.map(|loaded| loaded.version);
+        for result in [read.map(|events| events.len() as u64).map_err(LoadError::Store), as_of] {
+            match result {
+                Err(LoadError::Store(StoreError::Corrupt { stream, version, position, detail })) => {
+                    assert_eq!((stream.as_str(), version, position), ("cart-t", Some(2), Some(2)), "{time}");
+                    assert!(detail.contains("recorded_at"), "{time}: {detail}");
+                }
+                other => panic!("{time}: expected a corrupt event, got {other:?}"),
             }
-            other => panic!("{time}: expected a corrupt event, got {other:?}"),
         }
+        // A load folds the events without reading their times: the state is whole.
+        let loaded = carts.load("t").await.unwrap();
+        assert_eq!((loaded.version, loaded.state.items.len()), (2, 2), "{time}");
         // The feed delivers the good event and the bad one in its place, as damaged.
         let feed = store.read_feed(Checkpoint::START, &Filter::all(), 10).await.unwrap();
         let damage: Vec<_> = feed.events.iter().map(|e| e.damage.as_deref()).collect();
@@ -67,7 +76,8 @@ async fn times_annals_cannot_represent_are_corrupt_events_not_panics() {
     }
 }
 
-/// A payload or metadata that does not read back is a corrupt event naming where it is.
+/// Metadata that does not read back is a corrupt event naming where it is, for every read
+/// that returns it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payloads_and_metadata_that_do_not_read_back_are_corrupt() {
     let store = store().await;
@@ -75,13 +85,16 @@ async fn payloads_and_metadata_that_do_not_read_back_are_corrupt() {
     carts.execute("m", add("tea")).await.unwrap();
     execute(&store, "ALTER TABLE {schema}.events DROP CONSTRAINT events_metadata_is_object").await.unwrap();
     execute(&store, "UPDATE {schema}.events SET metadata = '[]'").await.unwrap();
-    match carts.load("m").await {
-        Err(LoadError::Store(StoreError::Corrupt { stream, version, detail, .. })) => {
+    let read: Result<Vec<_>, _> = store.read_stream("cart-m", VersionRange::ALL).try_collect().await;
+    match read {
+        Err(StoreError::Corrupt { stream, version, detail, .. }) => {
             assert_eq!((stream.as_str(), version), ("cart-m", Some(1)));
             assert!(detail.contains("metadata"), "{detail}");
         }
         other => panic!("expected a corrupt event, got {other:?}"),
     }
+    // A load folds the events without reading their metadata.
+    assert_eq!(carts.load("m").await.unwrap().version, 1);
 }
 
 /// A snapshot whose `taken_at` is `'infinity'` is reported by the store as corrupt and

@@ -177,6 +177,7 @@ macro_rules! store_conformance_tests {
             empty_append_only_checks_the_version,
             read_stream_ranges,
             long_streams_read_back_whole_and_in_order,
+            reads_to_fold_return_what_a_fold_needs,
             missing_stream_reads_empty,
             global_positions_grow_across_streams,
             stream_version_tracks_appends,

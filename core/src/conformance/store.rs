@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use futures::TryStreamExt;
 use serde_json::json;
 
 use super::support::{event, events, feed_all, nested, numbers, read, versions};
@@ -142,6 +143,35 @@ pub async fn long_streams_read_back_whole_and_in_order<S: EventStore>(store: S) 
     assert_eq!(versions(&all), (1..=750).collect::<Vec<_>>());
     assert_eq!(versions(&read(&store, "long", 200..=600).await), (200..=600).collect::<Vec<_>>());
     assert_eq!(read(&store, "long", 700..).await.len(), 51);
+}
+
+/// The read to fold a stream returns what [`EventStore::read_stream`] does of each event:
+/// stream, versions, position, type, schema version and payload, over any range.
+pub async fn reads_to_fold_return_what_a_fold_needs<S: EventStore>(store: S) {
+    let sent: Vec<NewEvent> = events(1..=620)
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| NewEvent { event_version: u32::try_from(i % 3).unwrap() + 1, ..event })
+        .collect();
+    store.append("fold", ExpectedVersion::Exact(0), sent).await.unwrap();
+    store.append("other", ExpectedVersion::Exact(0), events(1..=3)).await.unwrap();
+    let needed = |e: &Envelope| {
+        (
+            e.stream_id.clone(),
+            e.stream_version,
+            e.global_position,
+            e.event_type.clone(),
+            e.event_version,
+            e.payload.clone(),
+        )
+    };
+    for range in [VersionRange::ALL, (300..).into(), (2..=5).into(), (700..).into()] {
+        let whole: Vec<_> = read(&store, "fold", range).await.iter().map(needed).collect();
+        let folded: Vec<Envelope> = store.read_stream_to_fold("fold", range).try_collect().await.unwrap();
+        assert_eq!(folded.iter().map(needed).collect::<Vec<_>>(), whole, "{range:?}");
+    }
+    let missing: Vec<Envelope> = store.read_stream_to_fold("missing", VersionRange::ALL).try_collect().await.unwrap();
+    assert!(missing.is_empty());
 }
 
 /// A stream that was never written reads as empty, at version 0.

@@ -457,7 +457,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         keyed: &mut Option<KeyedIds>,
     ) -> Result<u64, LoadError> {
         let mut applied: u64 = 0;
-        let mut events = self.store.read_stream(stream, versions);
+        // Event ids are read only to find an idempotency key's events, times only for a
+        // load as of a time: otherwise the fold's read, which may leave them out.
+        let mut events = if keyed.is_none() && until.is_none() {
+            self.store.read_stream_to_fold(stream, versions)
+        } else {
+            self.store.read_stream(stream, versions)
+        };
         while let Some(envelope) = events.try_next().await? {
             if until.is_some_and(|until| envelope.recorded_at > until) {
                 break;
@@ -477,7 +483,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         loaded: &mut Loaded<A>,
         keyed: &mut Option<KeyedIds>,
     ) -> Result<Option<u64>, LoadError> {
-        let mut events = self.store.read_stream(stream, VersionRange { from: loaded.version, to: None });
+        let versions = VersionRange { from: loaded.version, to: None };
+        let mut events = if keyed.is_none() {
+            self.store.read_stream_to_fold(stream, versions)
+        } else {
+            self.store.read_stream(stream, versions)
+        };
         match events.try_next().await? {
             Some(anchor) if anchor.stream_version == loaded.version => {}
             _ => return Ok(None),
