@@ -287,16 +287,7 @@ async fn events_print_one_line_each_whatever_their_stored_text() {
     let url = annals_postgres::testing::database_url().unwrap();
     let schema = store.schema().as_str().to_owned();
     for (version, payload) in [(1, "{\n\t\"sku\":\t\"tea\",\n\t\"qty\": 2\n}"), (2, r#"{"qty": 1e400}"#)] {
-        annals_postgres::sqlx::query(&format!(
-            "INSERT INTO {}.events (stream_id, stream_version, event_type, event_version, payload, event_id) \
-             VALUES ('cart-h', $1, 'cart.item_added', 1, $2::json, gen_random_uuid())",
-            store.schema().quoted()
-        ))
-        .bind(version)
-        .bind(payload)
-        .execute(store.pool())
-        .await
-        .unwrap();
+        annals_postgres::testing::insert_event_row(&store, "cart-h", version, payload).await.unwrap();
     }
     let text = stdout(&annals(&url, &["--schema", &schema, "stream", "show", "cart-h"]));
     let lines: Vec<&str> = text.lines().collect();

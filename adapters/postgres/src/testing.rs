@@ -107,6 +107,36 @@ pub async fn fresh_store() -> Result<PostgresStore, HarnessError> {
     Ok(store)
 }
 
+/// Writes one event row straight into `store`'s table, as another tool or a hand-written
+/// `INSERT` would, without annals' checks: for tests of rows annals did not write.
+/// `payload` is JSON text as the `json` column takes it (kept exactly, whitespace and
+/// all); the event is `cart.item_added` at schema version 1 with a fresh id.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = annals_postgres::testing::fresh_store().await?;
+/// annals_postgres::testing::insert_event_row(&store, "cart-1", 1, r#"{ "sku": "tea" }"#).await?;
+/// # Ok(()) }
+/// ```
+pub async fn insert_event_row(
+    store: &PostgresStore,
+    stream: &str,
+    version: i64,
+    payload: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO {}.events (stream_id, stream_version, event_type, event_version, payload, event_id) \
+         VALUES ($1, $2, 'cart.item_added', 1, $3::json, gen_random_uuid())",
+        store.schema().quoted()
+    ))
+    .bind(stream)
+    .bind(version)
+    .bind(payload)
+    .execute(store.pool())
+    .await
+    .map(|_| ())
+}
+
 /// A schema name no other test uses: `annals_test_<unix seconds>_<random>`.
 ///
 /// ```

@@ -14,7 +14,7 @@
 use annals::snapshot::SnapshotPolicy;
 use annals::store::{Checkpoint, EventFeed, Filter};
 use annals::{EventStore, LoadError, Repository, StoreError, VersionRange};
-use annals_postgres::testing::fresh_store;
+use annals_postgres::testing::{fresh_store, insert_event_row};
 use annals_postgres::{sqlx, PostgresStore, SchemaName};
 use futures::TryStreamExt;
 use shopping_cart::{AddItem, Cart};
@@ -175,16 +175,7 @@ async fn payloads_are_returned_as_stored_and_unreadable_ones_fail_where_decoded(
         carts.execute("p", add("tea")).await.unwrap();
         let spaced = r#"{ "sku" : "mug",  "qty": 2, "unit_price_cents": 300 }"#;
         for (version, payload) in [(2, spaced), (3, unreadable)] {
-            sqlx::query(&format!(
-                "INSERT INTO {}.events (stream_id, stream_version, event_type, event_version, payload, event_id) \
-                 VALUES ('cart-p', $1, 'cart.item_added', 1, $2::json, gen_random_uuid())",
-                store.schema().quoted()
-            ))
-            .bind(version)
-            .bind(payload)
-            .execute(store.pool())
-            .await
-            .unwrap();
+            insert_event_row(&store, "cart-p", version, payload).await.unwrap();
         }
         match carts.load("p").await {
             Err(LoadError::Decode(DecodeError::Payload { stream, version, event_type, source, .. })) => {
