@@ -45,12 +45,14 @@ use serde_json::Value;
 /// [`Envelope::decode`](crate::Envelope::decode) turns that into a
 /// [`DecodeError::Payload`](crate::DecodeError::Payload) naming the stored event.
 #[derive(Clone)]
-pub struct Payload {
-    /// The JSON text as stored; `None` for a payload made from a value.
-    text: Option<Box<str>>,
-    /// The parsed value: set from the start for a payload made from a value, on first
-    /// use of [`Payload::value`] for one made from text.
-    value: OnceLock<Value>,
+pub struct Payload(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// Made from a value.
+    Value(Value),
+    /// The JSON text as stored, and its value once [`Payload::value`] parsed it.
+    Text { text: Box<str>, parsed: OnceLock<Value> },
 }
 
 impl Payload {
@@ -60,19 +62,18 @@ impl Payload {
     /// `json`) need not pay a parse per row; a store that can hold anything checks it
     /// before (SQLite's adapter does).
     pub fn from_json_text(text: String) -> Payload {
-        Payload { text: Some(text.into_boxed_str()), value: OnceLock::new() }
+        Payload(Repr::Text { text: text.into_boxed_str(), parsed: OnceLock::new() })
     }
 
     /// The payload deserialized as `T`: from the stored text in one parse when there is
-    /// one, else from the value.
+    /// one (whether or not [`Payload::value`] parsed it too), else from the value.
     ///
     /// # Errors
     /// The text is not JSON, or does not have `T`'s shape.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        match (self.value.get(), &self.text) {
-            (Some(value), _) => T::deserialize(value),
-            (None, Some(text)) => serde_json::from_str(text),
-            (None, None) => T::deserialize(&Value::Null),
+        match &self.0 {
+            Repr::Value(value) => T::deserialize(value),
+            Repr::Text { text, .. } => serde_json::from_str(text),
         }
     }
 
@@ -82,14 +83,16 @@ impl Payload {
     /// The stored text is not JSON serde_json reads (a number beyond `f64`, a lone
     /// surrogate, nesting deeper than 128).
     pub fn value(&self) -> Result<&Value, serde_json::Error> {
-        if let Some(value) = self.value.get() {
-            return Ok(value);
+        match &self.0 {
+            Repr::Value(value) => Ok(value),
+            Repr::Text { text, parsed } => match parsed.get() {
+                Some(value) => Ok(value),
+                None => {
+                    let value = serde_json::from_str(text)?;
+                    Ok(parsed.get_or_init(|| value))
+                }
+            },
         }
-        let parsed = match &self.text {
-            Some(text) => serde_json::from_str(text)?,
-            None => Value::Null,
-        };
-        Ok(self.value.get_or_init(|| parsed))
     }
 
     /// The payload as an owned JSON value (see [`Payload::value`]).
@@ -97,27 +100,28 @@ impl Payload {
     /// # Errors
     /// As [`Payload::value`].
     pub fn into_value(self) -> Result<Value, serde_json::Error> {
-        match (self.value.into_inner(), self.text) {
-            (Some(value), _) => Ok(value),
-            (None, Some(text)) => serde_json::from_str(&text),
-            (None, None) => Ok(Value::Null),
+        match self.0 {
+            Repr::Value(value) => Ok(value),
+            Repr::Text { text, parsed } => match parsed.into_inner() {
+                Some(value) => Ok(value),
+                None => serde_json::from_str(&text),
+            },
         }
     }
 
     /// The payload as JSON text: the stored text when there is one, else the value
     /// serialized (compact).
     pub fn json_text(&self) -> Cow<'_, str> {
-        match (&self.text, self.value.get()) {
-            (Some(text), _) => Cow::Borrowed(text),
-            (None, Some(value)) => Cow::Owned(value.to_string()),
-            (None, None) => Cow::Borrowed("null"),
+        match &self.0 {
+            Repr::Value(value) => Cow::Owned(value.to_string()),
+            Repr::Text { text, .. } => Cow::Borrowed(text),
         }
     }
 }
 
 impl From<Value> for Payload {
     fn from(value: Value) -> Self {
-        Payload { text: None, value: OnceLock::from(value) }
+        Payload(Repr::Value(value))
     }
 }
 
@@ -132,7 +136,7 @@ impl PartialEq for Payload {
     /// Equal JSON values; two texts that serde_json cannot read are equal when they are
     /// the same text.
     fn eq(&self, other: &Payload) -> bool {
-        if let (Some(a), Some(b)) = (&self.text, &other.text) {
+        if let (Repr::Text { text: a, .. }, Repr::Text { text: b, .. }) = (&self.0, &other.0) {
             if a == b {
                 return true;
             }

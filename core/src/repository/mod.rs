@@ -445,6 +445,22 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         tokio::spawn((snapshots.save)(self.store.clone(), snapshot));
     }
 
+    /// The events of `stream` within `versions` to apply: whole when `whole` (event ids
+    /// are read only to find an idempotency key's events, times only for a load as of a
+    /// time), else the fold's read, which may leave those out.
+    fn read_to_apply<'a>(
+        &'a self,
+        stream: &'a str,
+        versions: VersionRange,
+        whole: bool,
+    ) -> crate::store::BoxStream<'a, Result<Envelope, crate::StoreError>> {
+        if whole {
+            self.store.read_stream(stream, versions)
+        } else {
+            self.store.read_stream_to_fold(stream, versions)
+        }
+    }
+
     /// Applies the events of `stream` within `versions` (recorded at or before `until`,
     /// if given) to `loaded`; returns how many it applied. Hands every event to `keyed`,
     /// if given.
@@ -457,13 +473,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         keyed: &mut Option<KeyedIds>,
     ) -> Result<u64, LoadError> {
         let mut applied: u64 = 0;
-        // Event ids are read only to find an idempotency key's events, times only for a
-        // load as of a time: otherwise the fold's read, which may leave them out.
-        let mut events = if keyed.is_none() && until.is_none() {
-            self.store.read_stream_to_fold(stream, versions)
-        } else {
-            self.store.read_stream(stream, versions)
-        };
+        let mut events = self.read_to_apply(stream, versions, keyed.is_some() || until.is_some());
         while let Some(envelope) = events.try_next().await? {
             if until.is_some_and(|until| envelope.recorded_at > until) {
                 break;
@@ -484,11 +494,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         keyed: &mut Option<KeyedIds>,
     ) -> Result<Option<u64>, LoadError> {
         let versions = VersionRange { from: loaded.version, to: None };
-        let mut events = if keyed.is_none() {
-            self.store.read_stream_to_fold(stream, versions)
-        } else {
-            self.store.read_stream(stream, versions)
-        };
+        let mut events = self.read_to_apply(stream, versions, keyed.is_some());
         match events.try_next().await? {
             Some(anchor) if anchor.stream_version == loaded.version => {}
             _ => return Ok(None),
